@@ -1,0 +1,42 @@
+package lagg
+
+import "fmt"
+
+// LACPOptions are the lacp protocol's settings ([lagg.lacp] in the config).
+type LACPOptions struct {
+	MultiSpeed     bool   // aggregate ports of different speeds
+	MaxPorts       int    // 1..16 ports selected, the rest STANDBY
+	FastRate       bool   // ask the partner for PDUs every second (short timeout)
+	Passive        bool   // speak only when spoken to
+	SystemPriority uint16 // default 32768
+	Key            uint16 // 0: derived from the lagg
+	MinPorts       int    // the lagg is down with fewer distributing ports
+	Fallback       bool   // with no partner at all, carry traffic on one port
+}
+
+// DefaultLACPOptions are NetBSD's defaults.
+func DefaultLACPOptions() LACPOptions {
+	return LACPOptions{MultiSpeed: true, MaxPorts: 16, SystemPriority: 32768, MinPorts: 1}
+}
+
+func (o *LACPOptions) validate() error {
+	if o.MaxPorts == 0 && o.MinPorts == 0 && o.SystemPriority == 0 {
+		*o = DefaultLACPOptions() // a zero value means the defaults
+	}
+	if o.MaxPorts < 1 || o.MaxPorts > 16 {
+		return fmt.Errorf("lacp max ports %d out of range 1..16", o.MaxPorts)
+	}
+	if o.MinPorts < 1 || o.MinPorts > o.MaxPorts {
+		return fmt.Errorf("lacp min ports %d out of range 1..%d (max ports)", o.MinPorts, o.MaxPorts)
+	}
+	if o.SystemPriority == 0 {
+		return fmt.Errorf("lacp system priority must be 1..65535")
+	}
+	return nil
+}
+
+// LACPStatus and LACPPortStatus are filled by the lacp protocol.
+type LACPStatus struct{}
+
+// LACPPortStatus is one port's LACP state.
+type LACPPortStatus struct{}

@@ -1,0 +1,89 @@
+package lagg
+
+import (
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+)
+
+// Status is a lagg's state, as `ifconfig lagg0` shows it.
+type Status struct {
+	Name         string
+	Proto        string
+	MAC          tcpip.LinkAddress
+	MTU          uint32
+	Up           bool
+	Hash         HashLayers
+	TxPort       string // failover: the transmitting port
+	Failovers    uint64
+	LastFailover time.Duration // carrier loss to the first frame on the new port
+	Ports        []PortStatus  // in priority order
+	Counters     Counters
+	Failover     *FailoverStatus
+	LACP         *LACPStatus
+}
+
+// PortStatus is one port's state.
+type PortStatus struct {
+	Name      string
+	Priority  uint16
+	Flags     PortFlags
+	LinkUp    bool // the port's link
+	Active    bool // the link after up/down delays
+	MTU       uint32
+	MAC       tcpip.LinkAddress // the port's original MAC
+	SpeedMbps uint64
+	Counters  Counters
+	LACP      *LACPPortStatus
+}
+
+// FailoverStatus holds failover's options.
+type FailoverStatus struct {
+	RxAll bool
+}
+
+// Status returns the lagg's state.
+func (l *Lagg) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.snap.Load()
+	st := Status{
+		Name:         l.name,
+		Proto:        l.protoName,
+		MAC:          l.mac,
+		MTU:          l.mtu.Load(),
+		Up:           s.up,
+		Hash:         l.opts.hash,
+		Failovers:    l.failovers.Load(),
+		LastFailover: time.Duration(l.lastFailover.Load()),
+		Counters:     l.ctr.snapshot(),
+	}
+	if !s.hashed && len(s.tx) > 0 {
+		st.TxPort = s.tx[0].name
+	}
+	for _, p := range l.ports {
+		st.Ports = append(st.Ports, PortStatus{
+			Name:      p.name,
+			Priority:  p.prio,
+			Flags:     l.proto.portFlags(p, &l.dist),
+			LinkUp:    p.linkUp,
+			Active:    p.active,
+			MTU:       p.child.MTU(),
+			MAC:       p.origMAC,
+			SpeedMbps: p.child.SpeedMbps(),
+			Counters:  p.ctr.snapshot(),
+		})
+	}
+	l.proto.status(&st)
+	return st
+}
+
+// Port returns one port's status.
+func (st *Status) Port(name string) *PortStatus {
+	for i := range st.Ports {
+		if st.Ports[i].Name == name {
+			return &st.Ports[i]
+		}
+	}
+	return nil
+}

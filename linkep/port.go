@@ -1,0 +1,93 @@
+// Package linkep holds the child endpoints a lagg aggregates (AF_PACKET
+// sockets on host interfaces, TAP devices, and an in-memory wire for tests)
+// and the contract between them and the lagg.
+//
+// A child is a stack.LinkEndpoint with Ethernet framing:
+//   - WritePackets receives complete frames: the lagg's AddHeader already
+//     pushed the Ethernet header, so a child never adds one.
+//   - Received frames reach the dispatcher with the 14-byte Ethernet header
+//     consumed into pkt.LinkHeader() and the EtherType as the protocol, as
+//     gVisor's fdbased endpoint does with EthernetHeader set.
+//   - Unicast frames for a MAC other than LinkAddress() are dropped by the
+//     child, so the lagg pushes its MAC to every child with SetLinkAddress.
+package linkep
+
+import (
+	"errors"
+
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// Port is a child endpoint that a lagg can aggregate.
+//
+// Ownership: once a lagg accepts a Port it owns it; removing the port from
+// the lagg detaches it (Attach(nil)), waits for it, restores its MAC and MTU,
+// calls Leave and finally Close. A closed Port is never reused; adding the
+// same interface again opens a new Port.
+type Port interface {
+	stack.LinkEndpoint
+
+	// Name is the interface name: a host interface, a TAP device or a wire.
+	Name() string
+
+	// LinkUp reports whether the port's link (carrier and admin state) is up now.
+	LinkUp() bool
+
+	// SetEventHandler registers fn to receive this port's events; nil stops
+	// delivery. fn runs on a goroutine of the port (a link watcher) or of the
+	// caller that changed the link (the wire); it must not block and must not
+	// call back into the port synchronously except LinkUp and Name.
+	SetEventHandler(fn func(Event))
+
+	// Join marks the port as a member of the lagg named owner: from now on
+	// its MTU changes only through SetPortMTU. A direct SetMTU is refused
+	// (in-memory ports) or reverted (host interfaces), with a message that
+	// names the owner.
+	Join(owner string)
+
+	// Leave undoes Join.
+	Leave()
+
+	// SetPortMTU sets the port's MTU (the IP MTU, Ethernet header excluded) on
+	// behalf of the lagg. It fails if the port cannot take that MTU.
+	SetPortMTU(mtu uint32) error
+
+	// SpeedMbps is the link speed in Mbit/s, or 0 if unknown.
+	SpeedMbps() uint64
+}
+
+// EventKind says what changed on a port.
+type EventKind int
+
+const (
+	// LinkChanged: the link went up or down; Event.Up has the new state.
+	LinkChanged EventKind = iota + 1
+	// MTUChanged: the port's MTU changed (host interfaces report it after
+	// they restored the lagg's MTU, with Event.MTU the value seen).
+	MTUChanged
+	// Gone: the underlying interface disappeared; the port is dead.
+	Gone
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case LinkChanged:
+		return "link"
+	case MTUChanged:
+		return "mtu"
+	case Gone:
+		return "gone"
+	}
+	return "unknown"
+}
+
+// Event is one change on a port.
+type Event struct {
+	Kind EventKind
+	Up   bool   // LinkChanged: the new link state
+	MTU  uint32 // MTUChanged: the MTU that was observed
+}
+
+// ErrMTULocked is returned when something other than the owning lagg tries
+// to change a member port's MTU.
+var ErrMTULocked = errors.New("the port is a lagg member: set the MTU on the lagg")

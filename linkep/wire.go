@@ -1,0 +1,354 @@
+package linkep
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// wireQueueLen is how many frames a wire end buffers before it drops, like a
+// NIC ring. Dropping rather than blocking keeps two stacks that answer each
+// other inline from deadlocking on full queues.
+const wireQueueLen = 4096
+
+// Wire is an in-memory Ethernet cable with two ends. Each end is a Port, so
+// two gVisor stacks (with or without a lagg) can talk in one process. A test
+// can pull the cable (both ends lose carrier, as with a real cable) or make
+// it silently stop passing frames while the carrier stays up.
+type Wire struct {
+	A, B *WireEnd
+}
+
+// WireOptions configures NewWire. Zero values give MTU 1500 and no speed.
+type WireOptions struct {
+	MTU       uint32
+	SpeedMbps uint64
+	Logger    *slog.Logger
+}
+
+// NewWire returns a connected cable whose ends are named nameA and nameB and
+// use the MACs macA and macB. The link starts up.
+func NewWire(nameA, nameB string, macA, macB tcpip.LinkAddress, opts WireOptions) *Wire {
+	if opts.MTU == 0 {
+		opts.MTU = 1500
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := newWireEnd(nameA, macA, opts)
+	b := newWireEnd(nameB, macB, opts)
+	a.peer, b.peer = b, a
+	return &Wire{A: a, B: b}
+}
+
+// SetLinkUp plugs (true) or pulls (false) the cable; both ends report the
+// change to their event handlers before SetLinkUp returns.
+func (w *Wire) SetLinkUp(up bool) {
+	w.A.setCarrier(up)
+	w.B.setCarrier(up)
+}
+
+// SetPassing makes the cable pass frames (true) or silently lose every frame
+// in both directions while the carrier stays up (false).
+func (w *Wire) SetPassing(pass bool) {
+	w.A.passing.Store(pass)
+	w.B.passing.Store(pass)
+}
+
+// WireEnd is one end of a Wire. It implements Port.
+type WireEnd struct {
+	name  string
+	speed uint64
+	log   *slog.Logger
+	peer  *WireEnd // set once by NewWire
+
+	carrier atomic.Bool
+	passing atomic.Bool // frames sent from this end reach the peer
+	inbound chan *stack.PacketBuffer
+
+	// Counters, read by tests.
+	TxFrames, RxFrames, Dropped atomic.Uint64
+
+	mu sync.Mutex
+	// +checklocks:mu
+	dispatcher stack.NetworkDispatcher
+	// +checklocks:mu
+	addr tcpip.LinkAddress
+	// +checklocks:mu
+	mtu uint32
+	// +checklocks:mu
+	owner string
+	// +checklocks:mu
+	handler func(Event)
+	// +checklocks:mu
+	stop chan struct{}
+	// +checklocks:mu
+	onClose func()
+
+	wg sync.WaitGroup // the delivery goroutine
+}
+
+var _ Port = (*WireEnd)(nil)
+
+func newWireEnd(name string, mac tcpip.LinkAddress, opts WireOptions) *WireEnd {
+	e := &WireEnd{
+		name:    name,
+		speed:   opts.SpeedMbps,
+		log:     opts.Logger,
+		inbound: make(chan *stack.PacketBuffer, wireQueueLen),
+		addr:    mac,
+		mtu:     opts.MTU,
+	}
+	e.carrier.Store(true)
+	e.passing.Store(true)
+	return e
+}
+
+func (e *WireEnd) setCarrier(up bool) {
+	if e.carrier.Swap(up) == up {
+		return
+	}
+	e.mu.Lock()
+	h := e.handler
+	e.mu.Unlock()
+	if h != nil {
+		h(Event{Kind: LinkChanged, Up: up})
+	}
+}
+
+// Name implements Port.
+func (e *WireEnd) Name() string { return e.name }
+
+// LinkUp implements Port.
+func (e *WireEnd) LinkUp() bool { return e.carrier.Load() }
+
+// SpeedMbps implements Port.
+func (e *WireEnd) SpeedMbps() uint64 { return e.speed }
+
+// SetEventHandler implements Port.
+func (e *WireEnd) SetEventHandler(fn func(Event)) {
+	e.mu.Lock()
+	e.handler = fn
+	e.mu.Unlock()
+}
+
+// Join implements Port.
+func (e *WireEnd) Join(owner string) {
+	e.mu.Lock()
+	e.owner = owner
+	e.mu.Unlock()
+}
+
+// Leave implements Port.
+func (e *WireEnd) Leave() { e.Join("") }
+
+// SetPortMTU implements Port.
+func (e *WireEnd) SetPortMTU(mtu uint32) error {
+	if mtu < header.IPv4MinimumMTU || mtu > 65535 {
+		return fmt.Errorf("wire %s: MTU %d out of range %d..65535", e.name, mtu, header.IPv4MinimumMTU)
+	}
+	e.mu.Lock()
+	e.mtu = mtu
+	e.mu.Unlock()
+	return nil
+}
+
+// TrySetMTU changes the MTU as an operator would on the port itself; it is
+// refused while the port belongs to a lagg.
+func (e *WireEnd) TrySetMTU(mtu uint32) error {
+	e.mu.Lock()
+	owner := e.owner
+	e.mu.Unlock()
+	if owner != "" {
+		return fmt.Errorf("wire %s: %w %s", e.name, ErrMTULocked, owner)
+	}
+	return e.SetPortMTU(mtu)
+}
+
+// MTU implements stack.LinkEndpoint.
+func (e *WireEnd) MTU() uint32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.mtu
+}
+
+// SetMTU implements stack.LinkEndpoint. A member port refuses and logs why.
+func (e *WireEnd) SetMTU(mtu uint32) {
+	if err := e.TrySetMTU(mtu); err != nil {
+		e.log.Warn("MTU change refused", "port", e.name, "mtu", mtu, "err", err)
+	}
+}
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (*WireEnd) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+
+// LinkAddress implements stack.LinkEndpoint.
+func (e *WireEnd) LinkAddress() tcpip.LinkAddress {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.addr
+}
+
+// SetLinkAddress implements stack.LinkEndpoint.
+func (e *WireEnd) SetLinkAddress(addr tcpip.LinkAddress) {
+	e.mu.Lock()
+	e.addr = addr
+	e.mu.Unlock()
+}
+
+// Capabilities implements stack.LinkEndpoint. Frames are copied whole, so
+// checksums computed by the sender are always present.
+func (*WireEnd) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired
+}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (*WireEnd) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint, so a WireEnd can also be a plain
+// NIC of a stack without a lagg.
+func (*WireEnd) AddHeader(pkt *stack.PacketBuffer) {
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	eth.Encode(&header.EthernetFields{
+		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
+		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
+		Type:    pkt.NetworkProtocolNumber,
+	})
+}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (*WireEnd) ParseHeader(pkt *stack.PacketBuffer) bool {
+	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	return ok
+}
+
+// Attach implements stack.LinkEndpoint. A non-nil dispatcher starts the
+// delivery goroutine; nil stops it and waits for it.
+func (e *WireEnd) Attach(d stack.NetworkDispatcher) {
+	e.mu.Lock()
+	if d == nil {
+		stop := e.stop
+		e.stop = nil
+		e.dispatcher = nil
+		e.mu.Unlock()
+		if stop != nil {
+			close(stop)
+			e.wg.Wait()
+		}
+		return
+	}
+	e.dispatcher = d
+	if e.stop == nil {
+		e.stop = make(chan struct{})
+		e.wg.Add(1)
+		go e.routineDeliver(e.stop)
+	}
+	e.mu.Unlock()
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (e *WireEnd) IsAttached() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint.
+func (e *WireEnd) Wait() { e.wg.Wait() }
+
+// Close implements stack.LinkEndpoint. It drops queued frames.
+func (e *WireEnd) Close() {
+	e.Attach(nil)
+	for {
+		select {
+		case pkt := <-e.inbound:
+			pkt.DecRef()
+		default:
+			return
+		}
+	}
+}
+
+// SetOnCloseAction implements stack.LinkEndpoint. A wire never dies on its
+// own, so the action is only remembered.
+func (e *WireEnd) SetOnCloseAction(fn func()) {
+	e.mu.Lock()
+	e.onClose = fn
+	e.mu.Unlock()
+}
+
+// WritePackets implements stack.LinkEndpoint. It copies each frame onto the
+// peer's queue; the caller keeps its references.
+func (e *WireEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := pkts.Len()
+	if !e.carrier.Load() {
+		e.Dropped.Add(uint64(n))
+		return 0, &tcpip.ErrClosedForSend{}
+	}
+	if !e.passing.Load() {
+		e.TxFrames.Add(uint64(n))
+		return n, nil
+	}
+	for _, pkt := range pkts.AsSlice() {
+		// A fresh packet without header offsets, as a real receiver gets.
+		frame := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
+		select {
+		case e.peer.inbound <- frame:
+			e.TxFrames.Add(1)
+		default:
+			frame.DecRef()
+			e.Dropped.Add(1)
+		}
+	}
+	return n, nil
+}
+
+// routineDeliver hands queued frames to the dispatcher, filtering as a NIC does.
+func (e *WireEnd) routineDeliver(stop chan struct{}) {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-stop:
+			return
+		case pkt := <-e.inbound:
+			e.deliver(pkt)
+			pkt.DecRef()
+		}
+	}
+}
+
+func (e *WireEnd) deliver(pkt *stack.PacketBuffer) {
+	e.mu.Lock()
+	d, addr, mtu := e.dispatcher, e.addr, e.mtu
+	e.mu.Unlock()
+	if d == nil || !e.carrier.Load() || pkt.Size() > int(mtu)+header.EthernetMinimumSize {
+		e.Dropped.Add(1)
+		return
+	}
+	hdr, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	if !ok {
+		e.Dropped.Add(1)
+		return
+	}
+	eth := header.Ethernet(hdr)
+	dst := eth.DestinationAddress()
+	switch {
+	case dst == header.EthernetBroadcastAddress:
+		pkt.PktType = tcpip.PacketBroadcast
+	case header.IsMulticastEthernetAddress(dst):
+		pkt.PktType = tcpip.PacketMulticast
+	case dst == addr:
+		pkt.PktType = tcpip.PacketHost
+	default:
+		e.Dropped.Add(1) // not for us: a NIC's MAC filter
+		return
+	}
+	pkt.NetworkProtocolNumber = eth.Type()
+	e.RxFrames.Add(1)
+	d.DeliverNetworkPacket(eth.Type(), pkt)
+}

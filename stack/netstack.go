@@ -1,0 +1,159 @@
+// Package stack assembles ulagg's in-process IP stack: a gVisor stack with a
+// NIC per lagg, its addresses and routes, ARP and NDP, ICMP echo, the
+// configured TCP/UDP services, and the appliance runtime around it.
+//
+// Routers that embed ulagg need only NewNetstack's tuning (or their own
+// stack), lagg.New and AddInterface; see the package example.
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// NewNetstack returns a gVisor stack with IPv4, IPv6, ARP, ICMP, TCP and UDP,
+// tuned as ulagg runs it: SACK on and RACK off (gVisor's RACK costs much CPU
+// for little gain here, as tailscale found).
+func NewNetstack() (*gstack.Stack, error) {
+	s := gstack.New(gstack.Options{
+		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+		HandleLocal:        true,
+	})
+	sack := tcpip.TCPSACKEnabled(true)
+	recovery := tcpip.TCPRecovery(0)
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &recovery} {
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("tcp option %T: %s", opt, err)
+		}
+	}
+	return s, nil
+}
+
+// AddInterface creates NIC id over ep, named name, with addrs, and adds an
+// on-link route for each prefix.
+func AddInterface(s *gstack.Stack, id tcpip.NICID, name string, ep gstack.LinkEndpoint, addrs []netip.Prefix) error {
+	if err := s.CreateNICWithOptions(id, ep, gstack.NICOptions{Name: name}); err != nil {
+		return fmt.Errorf("create NIC %s: %s", name, err)
+	}
+	for _, a := range addrs {
+		if err := AddAddress(s, id, a); err != nil {
+			return fmt.Errorf("NIC %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// AddAddress adds addr to NIC id with an on-link route for its prefix.
+func AddAddress(s *gstack.Stack, id tcpip.NICID, addr netip.Prefix) error {
+	pa := ProtocolAddress(addr)
+	if err := s.AddProtocolAddress(id, pa, gstack.AddressProperties{}); err != nil {
+		return fmt.Errorf("add address %s: %s", addr, err)
+	}
+	s.AddRoute(tcpip.Route{Destination: pa.AddressWithPrefix.Subnet(), NIC: id})
+	return nil
+}
+
+// RemoveAddress removes addr and its on-link route from NIC id.
+func RemoveAddress(s *gstack.Stack, id tcpip.NICID, addr netip.Prefix) error {
+	pa := ProtocolAddress(addr)
+	if err := s.RemoveAddress(id, pa.AddressWithPrefix.Address); err != nil {
+		return fmt.Errorf("remove address %s: %s", addr, err)
+	}
+	subnet := pa.AddressWithPrefix.Subnet()
+	s.RemoveRoutes(func(r tcpip.Route) bool { return r.NIC == id && r.Destination == subnet })
+	return nil
+}
+
+// ProtocolAddress converts a prefix to gVisor's form.
+func ProtocolAddress(p netip.Prefix) tcpip.ProtocolAddress {
+	proto := ipv4.ProtocolNumber
+	if p.Addr().Is6() && !p.Addr().Is4In6() {
+		proto = ipv6.ProtocolNumber
+	}
+	return tcpip.ProtocolAddress{
+		Protocol: proto,
+		AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address:   tcpip.AddrFromSlice(p.Addr().Unmap().AsSlice()),
+			PrefixLen: p.Bits(),
+		},
+	}
+}
+
+// ipv6AllNodes is ff02::1 and its multicast MAC.
+var (
+	ipv6AllNodes    = tcpip.AddrFrom16([16]byte{0xff, 0x02, 15: 1})
+	ipv6AllNodesMAC = tcpip.LinkAddress("\x33\x33\x00\x00\x00\x01")
+)
+
+// Announce tells the link who has NIC id's addresses now: a gratuitous ARP
+// for every IPv4 address and an unsolicited neighbour advertisement
+// (override set) for every IPv6 address. gVisor sends neither on its own;
+// Linux bonding does it on failover (num_grat_arp, num_unsol_na).
+func Announce(s *gstack.Stack, id tcpip.NICID) error {
+	mac := s.NICInfo()[id].LinkAddress
+	var firstErr error
+	for _, pa := range s.AllAddresses()[id] {
+		var err tcpip.Error
+		switch pa.Protocol {
+		case ipv4.ProtocolNumber:
+			err = s.WritePacketToRemote(id, header.EthernetBroadcastAddress, arp.ProtocolNumber, buffer.MakeWithData(gratuitousARP(mac, pa.AddressWithPrefix.Address)))
+		case ipv6.ProtocolNumber:
+			err = s.WritePacketToRemote(id, ipv6AllNodesMAC, ipv6.ProtocolNumber, buffer.MakeWithData(unsolicitedNA(mac, pa.AddressWithPrefix.Address)))
+		default:
+			continue
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("announce %s: %s", pa.AddressWithPrefix.Address, err)
+		}
+	}
+	return firstErr
+}
+
+// gratuitousARP is an ARP request for our own address (RFC 5227 announcement).
+func gratuitousARP(mac tcpip.LinkAddress, addr tcpip.Address) []byte {
+	b := make([]byte, header.ARPSize)
+	h := header.ARP(b)
+	h.SetIPv4OverEthernet()
+	h.SetOp(header.ARPRequest)
+	copy(h.HardwareAddressSender(), mac)
+	copy(h.ProtocolAddressSender(), addr.AsSlice())
+	copy(h.ProtocolAddressTarget(), addr.AsSlice())
+	return b
+}
+
+// unsolicitedNA is an IPv6 packet with a neighbour advertisement for addr
+// to all nodes, override flag set, with our MAC as target link-layer address.
+func unsolicitedNA(mac tcpip.LinkAddress, addr tcpip.Address) []byte {
+	opts := header.NDPOptionsSerializer{header.NDPTargetLinkLayerAddressOption(mac)}
+	icmpLen := header.ICMPv6NeighborAdvertMinimumSize + opts.Length()
+	b := make([]byte, header.IPv6MinimumSize+icmpLen)
+	ip := header.IPv6(b)
+	ip.Encode(&header.IPv6Fields{
+		PayloadLength:     uint16(icmpLen),
+		TransportProtocol: header.ICMPv6ProtocolNumber,
+		HopLimit:          header.NDPHopLimit,
+		SrcAddr:           addr,
+		DstAddr:           ipv6AllNodes,
+	})
+	icmp := header.ICMPv6(b[header.IPv6MinimumSize:])
+	icmp.SetType(header.ICMPv6NeighborAdvert)
+	na := header.NDPNeighborAdvert(icmp.MessageBody())
+	na.SetTargetAddress(addr)
+	na.SetOverrideFlag(true)
+	na.Options().Serialize(opts)
+	icmp.SetChecksum(header.ICMPv6Checksum(header.ICMPv6ChecksumParams{Header: icmp, Src: addr, Dst: ipv6AllNodes}))
+	return b
+}
