@@ -60,6 +60,19 @@ func (w *Wire) SetPassing(pass bool) {
 	w.B.passing.Store(pass)
 }
 
+// SetObserver registers fn to see every frame the wire passes, in either
+// direction, as sent (Ethernet header included); nil removes it. fn runs on
+// the sender's goroutine and must not keep frame.
+func (w *Wire) SetObserver(fn func(from *WireEnd, frame []byte)) {
+	if fn == nil {
+		w.A.observer.Store(nil)
+		w.B.observer.Store(nil)
+		return
+	}
+	w.A.observer.Store(&fn)
+	w.B.observer.Store(&fn)
+}
+
 // WireEnd is one end of a Wire. It implements Port.
 type WireEnd struct {
 	name  string
@@ -67,9 +80,10 @@ type WireEnd struct {
 	log   *slog.Logger
 	peer  *WireEnd // set once by NewWire
 
-	carrier atomic.Bool
-	passing atomic.Bool // frames sent from this end reach the peer
-	inbound chan *stack.PacketBuffer
+	carrier  atomic.Bool
+	passing  atomic.Bool // frames sent from this end reach the peer
+	observer atomic.Pointer[func(from *WireEnd, frame []byte)]
+	inbound  chan *stack.PacketBuffer
 
 	// Counters, read by tests.
 	TxFrames, RxFrames, Dropped atomic.Uint64
@@ -294,7 +308,13 @@ func (e *WireEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		e.TxFrames.Add(uint64(n))
 		return n, nil
 	}
+	obs := e.observer.Load()
 	for _, pkt := range pkts.AsSlice() {
+		if obs != nil {
+			v := pkt.ToView()
+			(*obs)(e, v.AsSlice())
+			v.Release()
+		}
 		// A fresh packet without header offsets, as a real receiver gets.
 		frame := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
 		select {
