@@ -1,0 +1,67 @@
+// Package config loads, validates, prints and compares the ulagg
+// configuration file (ulagg run -c FILE).
+//
+// # Schema
+//
+// The file is TOML (v1.1). Every key below is optional unless marked
+// required; a key that is not listed here is an error.
+//
+//	[control]
+//	socket = "/run/ulagg/ulagg.sock"  # control socket for the CLI (default shown)
+//
+//	[metrics]
+//	listen = ""                       # host:port for Prometheus; "" (default) = off
+//
+//	[[lagg]]                          # one table per aggregated interface
+//	name = "lagg0"                    # required, unique; [a-z][a-z0-9_.-]{0,14}
+//	proto = "failover"                # none (default) | failover | loadbalance | lacp
+//	addresses = ["192.168.1.1/24", "fd00::1/64"]  # address/prefix-length, unicast, no repeats
+//	mtu = 1500                        # 68..65535; absent or 0 = the first port's MTU
+//	mac = "02:00:00:00:00:01"         # unicast, not all-zero; absent = the first port's MAC
+//	hash = ["l2", "l3", "l4"]         # loadbalance/lacp hash input; default all three
+//	up_delay_ms = 0                   # 0..600000: wait before using a port whose link came up
+//	down_delay_ms = 0                 # 0..600000: wait before dropping a port whose link went down
+//
+//	[lagg.failover]                   # kept even when proto is not failover
+//	rx_all = true                     # accept frames on every port, not only the active one
+//
+//	[lagg.lacp]                       # kept even when proto is not lacp
+//	multi_speed = true                # allow ports of different speeds in one aggregator;
+//	                                  # also spelled multi-speed or multi-linkspeed (use one)
+//	max_ports = 16                    # 1..16 ports distributing at once; the rest stand by
+//	min_ports = 1                     # 1..max_ports ports needed for the lagg to be up
+//	rate = "slow"                     # slow (30 s) | fast (1 s) LACPDU rate
+//	mode = "active"                   # active | passive
+//	system_priority = 32768           # 1..65535
+//	key = 0                           # 0..65535; 0 = derive automatically
+//	fallback = false                  # carry traffic on one port when no LACP partner answers
+//
+//	[[lagg.port]]                     # at most 32 per lagg; a port belongs to one lagg
+//	name = "wm0"                      # required; host interface, 1..15 bytes, no '/', ':' or space
+//	kind = "afpacket"                 # afpacket (default) | tap | wire
+//	priority = 32768                  # 0..65535, lower is preferred (default 32768)
+//	speed_mbps = 0                    # 0 = ask the interface
+//
+//	[[service]]                       # built-in responders on the lagg addresses
+//	kind = "tcp-echo"                 # required: tcp-echo | udp-echo | tcp-discard | http-status (TCP)
+//	port = 7                          # required: 1..65535, one service per TCP or UDP port
+//	lagg = ""                         # only on this lagg's addresses; "" = all laggs
+//
+// Arrays of tables may also be written inline, e.g.
+// port = [{ name = "wm0" }, { name = "wm1" }].
+//
+// # Errors
+//
+// Parse reports every problem it finds, one per line, each naming the
+// file, the line and the key path:
+//
+//	lagg.toml:12: lagg[0].port[1].priority: 70000 is out of range 0..65535
+//
+// Each line is an *Error. Validate checks a Config built in code the same
+// way, without file and line.
+//
+// # Reload
+//
+// Diff lists per-lagg changes between two configs; ServicesEqual and plain
+// comparison of Control and Metrics cover the rest.
+package config
