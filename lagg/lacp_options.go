@@ -1,6 +1,10 @@
 package lagg
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/ulagg/ulagg/lagg/lacp"
+)
 
 // LACPOptions are the lacp protocol's settings ([lagg.lacp] in the config).
 type LACPOptions struct {
@@ -35,8 +39,26 @@ func (o *LACPOptions) validate() error {
 	return nil
 }
 
-// LACPStatus and LACPPortStatus are filled by the lacp protocol.
-type LACPStatus struct{}
+// LACPStatus is the lacp protocol's state of the lagg: the actor, the
+// active aggregator and its partner, the aggregators.
+type LACPStatus = lacp.Status
 
-// LACPPortStatus is one port's LACP state.
-type LACPPortStatus struct{}
+// LACPPortStatus is one port's LACP state: actor and partner information,
+// mux and receive machine states, selection and PDU counters.
+type LACPPortStatus = lacp.PortStatus
+
+// SetLACPOptions changes the lacp options; a running lacp protocol applies
+// them at once.
+func (l *Lagg) SetLACPOptions(o LACPOptions) error {
+	if err := o.validate(); err != nil {
+		return fmt.Errorf("lagg %s: %w", l.name, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.opts.lacp = o
+	if oc, ok := l.proto.(interface{ optionsChanged() }); ok {
+		oc.optionsChanged()
+	}
+	l.rebuildLocked()
+	return nil
+}

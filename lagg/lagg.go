@@ -77,6 +77,7 @@ type Lagg struct {
 	maxHdr atomic.Uint32
 	ctr    counters
 
+	capture      captureRegistry
 	announcer    atomic.Pointer[func()]
 	failovers    atomic.Uint64
 	lastFailover atomic.Int64 // ns from carrier loss to the first frame on the new port
@@ -990,6 +991,9 @@ func (l *Lagg) controlInput(p *port, pkt *stack.PacketBuffer) {
 	buf := pkt.ToBuffer()
 	frame := buf.Flatten()
 	buf.Release()
+	if cs := l.capture.cur.Load(); cs != nil {
+		cs.deliverBytes(p, In, frame)
+	}
 	select {
 	case l.ctlQ <- controlFrame{port: p, frame: frame}:
 		p.ctr.rx(len(frame))
@@ -1016,5 +1020,8 @@ func (p *port) sendFrame(frame []byte) error {
 		return fmt.Errorf("port %s: %s", p.name, err)
 	}
 	p.ctr.tx(1, len(frame))
+	if cs := p.l.capture.cur.Load(); cs != nil {
+		cs.deliverBytes(p, Out, frame)
+	}
 	return nil
 }

@@ -46,6 +46,11 @@ func (p *port) write(s *snapshot, pkts stack.PacketBufferList) (int, tcpip.Error
 	for _, pkt := range pkts.AsSlice() {
 		bytes += pkt.Size()
 	}
+	if cs := p.l.capture.cur.Load(); cs != nil {
+		for _, pkt := range pkts.AsSlice() {
+			cs.deliver(p, Out, pkt)
+		}
+	}
 	n, err := p.child.WritePackets(pkts)
 	if n > 0 {
 		p.ctr.tx(n, bytes)
@@ -87,6 +92,9 @@ func (p *port) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stac
 		p.ctr.drop(DropNotAttached, 1)
 		l.ctr.drop(DropNotAttached, 1)
 		return
+	}
+	if cs := l.capture.cur.Load(); cs != nil {
+		cs.deliver(p, In, pkt)
 	}
 	size := pkt.Size()
 	p.ctr.rx(size)

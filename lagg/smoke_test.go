@@ -1,9 +1,9 @@
 package lagg_test
 
 import (
-	"io"
 	"bytes"
 	"context"
+	"io"
 	"testing"
 	"time"
 
