@@ -367,6 +367,10 @@ func (l *Lagg) AddPort(child linkep.Port, priority uint16) (err error) {
 	l.sortPortsLocked()
 	if !l.macUser && l.macPort == nil && validMAC(p.origMAC) == nil {
 		l.mac, l.macPort = p.origMAC, p // NetBSD: the first port's MAC replaces the random one
+		for _, q := range l.ports {
+			q.child.SetLinkAddress(l.mac)
+		}
+		l.macChangedLocked()
 	}
 	child.SetLinkAddress(l.mac)
 	p.linkUp = child.LinkUp()
@@ -432,6 +436,7 @@ func (l *Lagg) detachPortLocked(p *port, why string) {
 		for _, q := range l.ports {
 			q.child.SetLinkAddress(l.mac)
 		}
+		l.macChangedLocked()
 		l.log.Info("lagg MAC follows the next port", "mac", l.mac.String())
 	}
 	l.log.Info("port removed", "port", p.name, "why", why)
@@ -746,8 +751,18 @@ func (l *Lagg) SetMAC(mac tcpip.LinkAddress) error {
 	for _, p := range l.ports {
 		p.child.SetLinkAddress(mac)
 	}
+	l.macChangedLocked()
 	l.rebuildLocked()
 	return nil
+}
+
+// macChangedLocked tells a protocol that cares (lacp: the system ID).
+//
+// +checklocks:l.mu
+func (l *Lagg) macChangedLocked() {
+	if mc, ok := l.proto.(interface{ macChanged() }); ok {
+		mc.macChanged()
+	}
 }
 
 func validMAC(mac tcpip.LinkAddress) error {

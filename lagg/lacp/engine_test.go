@@ -673,3 +673,113 @@ func TestDeterministic(t *testing.T) {
 		t.Errorf("two runs differ (%d vs %d bytes)", len(x), len(y))
 	}
 }
+
+// TestActiveTieKeepsCurrent: two partners with equal system priority; the
+// active aggregator only moves when it loses its ports.
+func TestActiveTieKeepsCurrent(t *testing.T) {
+	h := newHarness(t)
+	a := h.node("a", 1, nil)
+	c := h.node("c", 3, nil) // higher MAC than b, same priority
+	b := h.node("b", 2, nil)
+	pc := lacp.PortConfig{Priority: 1}
+	lc := h.connect(a, 1, pc, c, 1, pc)
+	h.run(time.Second)
+	h.connect(a, 2, pc, b, 1, pc)
+	h.run(2 * time.Second)
+	if want := c.e.Status().Actor; a.e.Status().Partner != want || !a.distributing(1) || a.distributing(2) {
+		t.Fatalf("tie: got partner %+v, want the current one %+v", a.e.Status().Partner, want)
+	}
+	h.setLink(lc, false)
+	if _, ok := h.runUntil(time.Second, func() bool { return a.distributing(2) }); !ok {
+		t.Fatalf("b did not take over")
+	}
+	h.setLink(lc, true)
+	h.run(2 * time.Second)
+	if want := b.e.Status().Actor; a.e.Status().Partner != want || a.distributing(1) {
+		t.Errorf("after c returned: got partner %+v, want b %+v kept", a.e.Status().Partner, want)
+	}
+}
+
+// TestFastRateAtRuntime: asking for fast rate makes the partner speed up
+// at once.
+func TestFastRateAtRuntime(t *testing.T) {
+	h := newHarness(t)
+	a := h.node("a", 1, slow)
+	b := h.node("b", 2, slow)
+	h.pair(a, b, 1)
+	h.run(100 * time.Second)
+	from := h.now
+	h.run(10 * time.Second)
+	if got := len(b.lacpdus(1, from, h.now)); got > 1 {
+		t.Fatalf("slow: got %d PDUs from b in 10s, want <= 1", got)
+	}
+	cfg := a.e.Config()
+	cfg.FastRate = true
+	if err := a.e.SetConfig(cfg, h.now); err != nil {
+		t.Fatal(err)
+	}
+	from = h.now
+	h.run(10 * time.Second)
+	if got := len(b.lacpdus(1, from, h.now)); got < 10 {
+		t.Errorf("fast: got %d PDUs from b in 10s, want >= 10", got)
+	}
+	if got := a.port(t, 1).Actor.State; got&lacp.StateTimeout == 0 {
+		t.Errorf("actor state %v lacks TIMEOUT", got)
+	}
+}
+
+// pduFrom builds a LACPDU from peer port pp with the given actor state.
+func pduFrom(pp uint16, state lacp.State) []byte {
+	p := lacp.LACPDU{Version: 1,
+		Actor: lacp.Info{SystemPriority: 100, System: peerSys, Key: 7, PortPriority: 1, Port: pp, State: state}}
+	return p.AppendFrame(nil, peerSys)
+}
+
+func TestIndividualPartner(t *testing.T) {
+	e, err := lacp.NewEngine(lacp.DefaultConfig(ourSys, 1), outFunc(func(lacp.PortID, []byte) {}), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []lacp.PortID{1, 2} {
+		if err := e.AddPort(p, [6]byte{}, lacp.PortConfig{}, true, t0); err != nil {
+			t.Fatal(err)
+		}
+		// Individual (no AGGREGATION) and in sync.
+		e.Receive(p, pduFrom(uint16(p), lacp.StateActivity|lacp.StateSync|lacp.StateCollecting), t0)
+	}
+	st := e.Status()
+	if len(st.Aggregators) != 2 {
+		t.Fatalf("got %d aggregators, want one per individual link: %+v", len(st.Aggregators), st.Aggregators)
+	}
+	if st.Distributing != 1 || !st.Ports[0].Distributing {
+		t.Errorf("got %d distributing (port 1: %v), want only the first active", st.Distributing, st.Ports[0].Distributing)
+	}
+}
+
+func TestPortMovedAndDisabledRx(t *testing.T) {
+	e, err := lacp.NewEngine(lacp.DefaultConfig(ourSys, 1), outFunc(func(lacp.PortID, []byte) {}), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []lacp.PortID{1, 2} {
+		if err := e.AddPort(p, [6]byte{}, lacp.PortConfig{}, true, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Receive(1, pduFrom(5, 0x05), t0)
+	if err := e.SetPortLink(1, false, 0, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Status().Ports[0].Partner.Port; got != 5 {
+		t.Fatalf("disabled port forgot its partner: got port %d, want 5", got)
+	}
+	e.Receive(1, pduFrom(5, 0x05), t0)
+	e.Receive(1, markerFrame(1), t0)
+	if c := e.Status().Ports[0].Counters; c.DisabledRx != 2 || c.LACPDUsRx != 1 || c.MarkerRx != 0 {
+		t.Errorf("down port counters: got %+v, want DisabledRx 2, LACPDUsRx 1", c)
+	}
+	e.Receive(2, pduFrom(5, 0x05), t0) // the partner port moved to port 2
+	if got := e.Status().Ports[0].Partner; got != (lacp.Info{}) {
+		t.Errorf("port 1 partner after the move: got %+v, want defaults", got)
+	}
+}

@@ -5,14 +5,13 @@ import "time"
 type rxState uint8
 
 const (
-	rxInitialize rxState = iota
-	rxPortDisabled
+	rxPortDisabled rxState = iota
 	rxExpired
 	rxDefaulted
 	rxCurrent
 )
 
-var rxNames = [...]string{"INITIALIZE", "PORT_DISABLED", "EXPIRED", "DEFAULTED", "CURRENT"}
+var rxNames = [...]string{"PORT_DISABLED", "EXPIRED", "DEFAULTED", "CURRENT"}
 
 type muxState uint8
 

@@ -8,7 +8,7 @@ type PortStatus struct {
 	Selected   string // "selected", "standby", "unselected"
 	Aggregator int    // 0 when unselected
 	Mux        string // DETACHED, WAITING, ATTACHED, COLLECTING, DISTRIBUTING
-	Rx         string // CURRENT, EXPIRED, DEFAULTED, PORT_DISABLED, INITIALIZE
+	Rx         string // CURRENT, EXPIRED, DEFAULTED, PORT_DISABLED
 	Actor      Info
 	Partner    Info // Partner_Oper_*; State.Sync is our recordPDU verdict
 	// Collecting and Distributing are what the data path must do: the mux
