@@ -388,8 +388,12 @@ func (d *demo) failover() error {
 	d.say("   now transmitting on %s; failover took %v from carrier loss to the first frame on %s",
 		st.TxPort, st.LastFailover.Round(time.Microsecond), st.TxPort)
 	d.say("   UDP probes: %d sent, %d lost (longest gap %d ms)", sent, lost, longest)
-	d.say("   TCP: %.0f MB in %v (%.0f MB/s), no reset; kernel retransmitted %d segments",
-		float64(bytes)/1e6, elapsed.Round(time.Millisecond), float64(bytes)/1e6/elapsed.Seconds(), d.retransmits()-retx0)
+	retx := "n/a (no nstat)"
+	if r1 := d.retransmits(); retx0 >= 0 && r1 >= 0 {
+		retx = fmt.Sprint(r1 - retx0)
+	}
+	d.say("   TCP: %.0f MB in %v (%.0f MB/s), no reset; the kernel retransmitted %s segments",
+		float64(bytes)/1e6, elapsed.Round(time.Millisecond), float64(bytes)/1e6/elapsed.Seconds(), retx)
 	return nil
 }
 
