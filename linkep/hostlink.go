@@ -1,0 +1,359 @@
+package linkep
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/safchain/ethtool"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+var errClosed = errors.New("port closed")
+
+// hostLink is what AFPacket and TAP share about their kernel interface: link
+// state from the link watcher, MTU ownership while joined to a lagg, admin
+// state and speed. Every kernel call goes through sockets created in the
+// port's namespace.
+type hostLink struct {
+	name  string
+	ns    *netNS
+	nl    *netlink.Handle
+	eth   *ethtool.Ethtool // nil when unavailable or the speed is overridden
+	index int
+	hw    net.HardwareAddr
+	log   *slog.Logger
+
+	origMTU       uint32
+	speedOverride uint64
+
+	mtu     atomic.Uint32 // the endpoint's MTU, read on the data path
+	speed   atomic.Uint64
+	handler atomic.Pointer[func(Event)]
+	unwatch func()
+
+	// mtuMu serialises MTU changes against the check of MTU notifications.
+	// Lock order: mtuMu, then mu.
+	mtuMu sync.Mutex
+
+	mu sync.Mutex
+	// +checklocks:mu
+	up bool
+	// +checklocks:mu
+	gone bool
+	// +checklocks:mu
+	closed bool
+	// +checklocks:mu
+	hostMTU uint32 // the host interface MTU as last seen or set
+	// +checklocks:mu
+	owner string // the lagg while joined
+	// +checklocks:mu
+	joined bool
+	// +checklocks:mu
+	wantMTU uint32 // while joined: the MTU the lagg wants
+	// +checklocks:mu
+	setMTU uint32 // the last MTU we set, 0 if none
+	// +checklocks:mu
+	broughtUp bool // the interface was admin down and we set it up
+}
+
+// openHostLink creates the netlink and ethtool sockets in ns; attach does the
+// rest once the interface exists.
+func openHostLink(name string, ns *netNS, speedOverride uint64, log *slog.Logger) (*hostLink, error) {
+	if name == "" || len(name) >= unix.IFNAMSIZ {
+		return nil, fmt.Errorf("invalid interface name %q", name)
+	}
+	h := &hostLink{name: name, ns: ns, log: log, speedOverride: speedOverride}
+	err := ns.do(func() error {
+		var err error
+		if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+		if speedOverride == 0 {
+			// Speed is best effort: without ethtool it reads as 0.
+			h.eth, _ = ethtool.NewEthtool()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// attach takes over link (looked up by the caller), brings it admin up if it
+// is down, subscribes to its changes and reads the initial state.
+func (h *hostLink) attach(link netlink.Link) error {
+	a := link.Attrs()
+	h.index = a.Index
+	h.hw = a.HardwareAddr
+	h.origMTU = uint32(a.MTU)
+	h.mtu.Store(h.origMTU)
+	if a.Flags&net.FlagUp == 0 {
+		// As `ifconfig wm0 up` in the lagg(4) recipe; undone by close.
+		if err := h.nl.LinkSetUp(link); err != nil {
+			return fmt.Errorf("set %s up: %w", h.name, err)
+		}
+		h.mu.Lock()
+		h.broughtUp = true
+		h.mu.Unlock()
+	}
+	unwatch, err := WatchLink(h.ns.h, h.index, h.onUpdate)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", h.name, err)
+	}
+	h.unwatch = unwatch
+	// Read the state after subscribing so no change falls in between; under
+	// mu so a concurrent (newer) update cannot be overwritten by this read.
+	h.mu.Lock()
+	fresh, err := h.nl.LinkByIndex(h.index)
+	if err == nil {
+		h.up = linkIsUp(fresh.Attrs())
+		h.hostMTU = uint32(fresh.Attrs().MTU)
+		h.mtu.Store(h.hostMTU)
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", h.name, err)
+	}
+	h.refreshSpeed()
+	return nil
+}
+
+func (h *hostLink) refreshSpeed() {
+	if h.speedOverride != 0 {
+		h.speed.Store(h.speedOverride)
+		return
+	}
+	if h.eth == nil {
+		return
+	}
+	// ETHTOOL_GSET rather than GetLinkSettings: the library's
+	// GLINKSETTINGS path misreads the kernel's size handshake and prints a
+	// warning to stdout on every call.
+	var cmd ethtool.EthtoolCmd
+	speed, err := h.eth.CmdGet(&cmd, h.name)
+	if err != nil {
+		h.log.Debug("no link speed", "err", err)
+		return
+	}
+	if speed == ^uint32(0) { // SPEED_UNKNOWN
+		speed = 0
+	}
+	h.speed.Store(uint64(speed))
+}
+
+// onUpdate runs on the link watcher goroutine.
+func (h *hostLink) onUpdate(u netlink.LinkUpdate) {
+	var (
+		evs   [3]Event
+		n     int
+		speed bool
+		mtu   bool
+	)
+	h.mu.Lock()
+	if h.closed || h.gone {
+		h.mu.Unlock()
+		return
+	}
+	if u.Header.Type == unix.RTM_DELLINK {
+		h.gone = true
+		if h.up {
+			h.up = false
+			evs[n] = Event{Kind: LinkChanged, Up: false}
+			n++
+		}
+		evs[n] = Event{Kind: Gone}
+		n++
+	} else if a := u.Link.Attrs(); a != nil {
+		if up := linkIsUp(a); up != h.up {
+			h.up = up
+			speed = up // renegotiated links may change speed
+			evs[n] = Event{Kind: LinkChanged, Up: up}
+			n++
+		}
+		mtu = a.MTU != 0 && uint32(a.MTU) != h.hostMTU
+	}
+	h.mu.Unlock()
+
+	if mtu {
+		if ev, ok := h.checkMTU(); ok {
+			evs[n] = ev
+			n++
+		}
+	}
+	if speed {
+		h.refreshSpeed()
+	}
+	if fn := h.handler.Load(); fn != nil {
+		for _, ev := range evs[:n] {
+			(*fn)(ev)
+		}
+	}
+}
+
+// checkMTU handles an MTU notification. It reads the interface's MTU instead
+// of trusting the notification, which may predate a change the port made
+// since; mtuMu keeps SetPortMTU out meanwhile. While joined, a foreign change
+// is reverted to the lagg's MTU; otherwise the port follows it.
+func (h *hostLink) checkMTU() (Event, bool) {
+	h.mtuMu.Lock()
+	defer h.mtuMu.Unlock()
+	l, err := h.nl.LinkByIndex(h.index)
+	if err != nil {
+		return Event{}, false // deleted: the RTM_DELLINK follows
+	}
+	cur := uint32(l.Attrs().MTU)
+	h.mu.Lock()
+	if h.closed || h.gone || cur == h.hostMTU {
+		h.mu.Unlock()
+		return Event{}, false
+	}
+	if !h.joined {
+		h.hostMTU = cur
+		h.mtu.Store(cur)
+		h.mu.Unlock()
+		return Event{Kind: MTUChanged, MTU: cur}, true
+	}
+	want, owner := h.wantMTU, h.owner
+	h.mu.Unlock()
+	h.log.Warn("MTU changed behind the lagg's back, restoring it", "owner", owner, "seen", cur, "mtu", want)
+	if err := h.nl.LinkSetMTU(l, int(want)); err != nil {
+		h.log.Error("cannot restore the port MTU", "owner", owner, "mtu", want, "err", err)
+	}
+	return Event{Kind: MTUChanged, MTU: cur}, true
+}
+
+// linkRef names the interface for netlink setters, which only use the index.
+func (h *hostLink) linkRef() netlink.Link {
+	return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: h.index, Name: h.name}}
+}
+
+// Name implements Port.Name.
+func (h *hostLink) Name() string { return h.name }
+
+// LinkUp implements Port.LinkUp.
+func (h *hostLink) LinkUp() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.up && !h.gone
+}
+
+// SetEventHandler implements Port.SetEventHandler.
+func (h *hostLink) SetEventHandler(fn func(Event)) {
+	if fn == nil {
+		h.handler.Store(nil)
+		return
+	}
+	h.handler.Store(&fn)
+}
+
+// Join implements Port.Join.
+func (h *hostLink) Join(owner string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.joined, h.owner, h.wantMTU = true, owner, h.hostMTU
+}
+
+// Leave implements Port.Leave.
+func (h *hostLink) Leave() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.joined, h.owner = false, ""
+}
+
+// SpeedMbps implements Port.SpeedMbps.
+func (h *hostLink) SpeedMbps() uint64 { return h.speed.Load() }
+
+// OriginalMTU is the host interface MTU when the port was opened; the lagg
+// gives it back with SetPortMTU when it releases the port.
+func (h *hostLink) OriginalMTU() uint32 { return h.origMTU }
+
+// MTU implements stack.LinkEndpoint.MTU.
+func (h *hostLink) MTU() uint32 { return h.mtu.Load() }
+
+// SetPortMTU implements Port.SetPortMTU: it sets the host interface MTU.
+func (h *hostLink) SetPortMTU(mtu uint32) error {
+	h.mtuMu.Lock()
+	defer h.mtuMu.Unlock()
+	h.mu.Lock()
+	closed, gone := h.closed, h.gone
+	h.mu.Unlock()
+	switch {
+	case closed:
+		return errClosed
+	case gone:
+		return fmt.Errorf("%s: interface is gone", h.name)
+	}
+	if err := h.nl.LinkSetMTU(h.linkRef(), int(mtu)); err != nil {
+		return fmt.Errorf("set MTU %d on %s: %w", mtu, h.name, err)
+	}
+	h.mu.Lock()
+	h.wantMTU, h.hostMTU, h.setMTU = mtu, mtu, mtu
+	h.mtu.Store(mtu)
+	h.mu.Unlock()
+	return nil
+}
+
+// TrySetMTU sets the MTU like SetMTU but reports ErrMTULocked while the port
+// is a lagg member.
+func (h *hostLink) TrySetMTU(mtu uint32) error {
+	h.mu.Lock()
+	joined := h.joined
+	h.mu.Unlock()
+	if joined {
+		return ErrMTULocked
+	}
+	return h.SetPortMTU(mtu)
+}
+
+// SetMTU implements stack.LinkEndpoint.SetMTU. It is refused, with a warning,
+// while the port is a lagg member.
+func (h *hostLink) SetMTU(mtu uint32) {
+	if err := h.TrySetMTU(mtu); err != nil {
+		h.mu.Lock()
+		owner := h.owner
+		h.mu.Unlock()
+		h.log.Warn("SetMTU refused", "owner", owner, "mtu", mtu, "err", err)
+	}
+}
+
+// close stops watching and, when restore is set and the interface still
+// exists, undoes what the port changed: admin up and an MTU we set that is
+// still in place (the lagg normally restored it already).
+func (h *hostLink) close(restore bool) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	gone, broughtUp, setMTU := h.gone, h.broughtUp, h.setMTU
+	h.mu.Unlock()
+	if h.unwatch != nil {
+		h.unwatch()
+	}
+	if restore && !gone && h.index != 0 {
+		if setMTU != 0 && setMTU != h.origMTU {
+			if l, err := h.nl.LinkByIndex(h.index); err == nil && uint32(l.Attrs().MTU) == setMTU {
+				if err := h.nl.LinkSetMTU(l, int(h.origMTU)); err != nil {
+					h.log.Warn("cannot restore the original MTU", "mtu", h.origMTU, "err", err)
+				}
+			}
+		}
+		if broughtUp {
+			if err := h.nl.LinkSetDown(h.linkRef()); err != nil && !errors.Is(err, unix.ENODEV) {
+				h.log.Warn("cannot restore the admin-down state", "err", err)
+			}
+		}
+	}
+	if h.eth != nil {
+		h.eth.Close()
+	}
+	h.nl.Close()
+	h.ns.close()
+}

@@ -1,0 +1,362 @@
+package linkep
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/songgao/water"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/rawfile"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// TAP is a Port on a TAP device: the appliance is the far end of a virtual
+// wire whose near end is the host kernel's TAP interface.
+//
+// RX does not use fdbased: a TAP fd is not a socket, so fdbased would use its
+// readv dispatcher, which stops for good at the first unicast frame for
+// another MAC at the pinned gVisor version. A read goroutine reads each frame
+// into a pooled buffer, drops unicast for other MACs (counted in Foreign) and
+// delivers the rest. TX is a writev per frame from a preallocated iovec array.
+// A TAP has no vnet header here, so no GSO.
+type TAP struct {
+	*hostLink
+
+	ifce    *water.Interface
+	file    *os.File
+	fd      int  // ifce's descriptor, for writev
+	created bool // ulagg created the TAP: it disappears when the fd closes
+
+	// Foreign counts unicast frames for another MAC, dropped.
+	Foreign atomic.Uint64
+	// RxErrors counts frames too short to hold an Ethernet header.
+	RxErrors atomic.Uint64
+
+	addr atomic.Pointer[tcpip.LinkAddress] // read per frame
+	wg   sync.WaitGroup                    // the read goroutine
+
+	mu sync.Mutex
+	// +checklocks:mu
+	dispatcher stack.NetworkDispatcher
+	// +checklocks:mu
+	stop chan struct{}
+	// +checklocks:mu
+	closed bool
+
+	txMu sync.Mutex
+	// +checklocks:txMu
+	txClosed bool
+	// +checklocks:txMu
+	iov [64]unix.Iovec
+}
+
+var (
+	_ Port               = (*TAP)(nil)
+	_ stack.GSOEndpoint  = (*TAP)(nil)
+	_ stack.LinkEndpoint = (*TAP)(nil)
+)
+
+// TAPOptions configures OpenTAP.
+type TAPOptions struct {
+	// SpeedMbps overrides the speed read through ethtool (a TAP says 10).
+	SpeedMbps uint64
+	// Netns is the network namespace of the TAP: "" for the calling
+	// thread's, a name from /var/run/netns, or a path.
+	Netns string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// OpenTAP attaches to the persistent TAP device name (as made by `ip tuntap
+// add`), which Close leaves in place, or creates it, in which case it goes
+// away with the port. The TAP is brought admin up. Its MAC stays the host
+// side's; the port starts with a random locally administered MAC.
+func OpenTAP(name string, opts TAPOptions) (*TAP, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("port", name)
+	ns, err := openNetNS(opts.Netns)
+	if err != nil {
+		return nil, err
+	}
+	h, err := openHostLink(name, ns, opts.SpeedMbps, log)
+	if err != nil {
+		ns.close()
+		return nil, err
+	}
+	t := &TAP{hostLink: h, fd: -1}
+	if err := t.open(); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("tap %s: %w", name, err)
+	}
+	return t, nil
+}
+
+func (t *TAP) open() error {
+	existing, err := t.nl.LinkByName(t.name)
+	switch {
+	case err == nil:
+		if tt, ok := existing.(*netlink.Tuntap); !ok || tt.Mode != netlink.TUNTAP_MODE_TAP {
+			return fmt.Errorf("exists and is not a TAP (%s)", existing.Type())
+		}
+	case errors.As(err, new(netlink.LinkNotFoundError)):
+		t.created = true
+	default:
+		return err
+	}
+	err = t.ns.do(func() error {
+		var err error
+		t.ifce, err = waterNew(water.Config{
+			DeviceType: water.TAP,
+			// water always sets TUNSETPERSIST: keep an existing TAP persistent.
+			PlatformSpecificParams: water.PlatformSpecificParams{Name: t.name, Persist: !t.created},
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	f, ok := t.ifce.ReadWriteCloser.(*os.File)
+	if !ok {
+		return errors.New("water returned no *os.File")
+	}
+	t.file = f
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// Not f.Fd(): it would make the descriptor blocking.
+	if err := rc.Control(func(fd uintptr) {
+		t.fd = int(fd)
+		unix.CloseOnExec(int(fd)) // water opens it without O_CLOEXEC
+	}); err != nil {
+		return err
+	}
+	link, err := t.nl.LinkByName(t.name)
+	if err != nil {
+		return err
+	}
+	var mac [6]byte
+	if _, err := rand.Read(mac[:]); err != nil {
+		return err
+	}
+	mac[0] = mac[0]&^1 | 2 // unicast, locally administered
+	t.setAddr(tcpip.LinkAddress(mac[:]))
+	return t.attach(link)
+}
+
+func (t *TAP) setAddr(a tcpip.LinkAddress) { t.addr.Store(&a) }
+
+// Attach implements stack.LinkEndpoint.Attach. A dispatcher starts the read
+// goroutine; nil stops it (a read deadline wakes it) and waits for it. The
+// TAP can be attached again afterwards.
+func (t *TAP) Attach(d stack.NetworkDispatcher) {
+	t.mu.Lock()
+	if d == nil {
+		stop := t.stop
+		t.dispatcher, t.stop = nil, nil
+		t.mu.Unlock()
+		if stop != nil {
+			close(stop)
+			_ = t.file.SetReadDeadline(time.Unix(1, 0))
+			t.wg.Wait()
+		}
+		return
+	}
+	defer t.mu.Unlock()
+	if t.closed {
+		t.log.Warn("Attach on a closed port ignored")
+		return
+	}
+	if t.dispatcher != nil {
+		return
+	}
+	_ = t.file.SetReadDeadline(time.Time{})
+	t.dispatcher, t.stop = d, make(chan struct{})
+	t.wg.Add(1)
+	go t.routineRead(d, t.stop)
+}
+
+// routineRead reads frames until stop is closed or the TAP fails.
+func (t *TAP) routineRead(d stack.NetworkDispatcher, stop chan struct{}) {
+	defer t.wg.Done()
+	for {
+		// Room for an MTU-sized frame plus a VLAN tag; the pool rounds up.
+		v := buffer.NewViewSize(int(t.MTU()) + ethHdrSize + 4)
+		n, err := t.file.Read(v.AsSlice())
+		if err != nil {
+			v.Release()
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue // a deadline left over from a previous detach
+			}
+			if errors.Is(err, unix.EBADFD) {
+				// The TAP was deleted; the watcher reports Gone.
+				t.log.Info("TAP deleted, receive stopped")
+				return
+			}
+			t.log.Warn("TAP read failed, receive stopped", "err", err)
+			return
+		}
+		v.CapLength(n)
+		t.deliver(d, v)
+	}
+}
+
+// deliver hands the frame in v to d; v's ownership passes to the packet.
+func (t *TAP) deliver(d stack.NetworkDispatcher, v *buffer.View) {
+	b := v.AsSlice()
+	if len(b) < ethHdrSize {
+		v.Release()
+		t.RxErrors.Add(1)
+		return
+	}
+	dst := b[:header.EthernetAddressSize]
+	if dst[0]&1 == 0 && string(dst) != string(*t.addr.Load()) {
+		v.Release()
+		t.Foreign.Add(1)
+		return
+	}
+	proto := header.Ethernet(b).Type()
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+	pkt.LinkHeader().Consume(ethHdrSize)
+	pkt.NetworkProtocolNumber = proto
+	d.DeliverNetworkPacket(proto, pkt)
+	pkt.DecRef()
+}
+
+// WritePackets implements stack.LinkEndpoint.WritePackets: one writev per
+// frame. The caller keeps its references.
+func (t *TAP) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	t.txMu.Lock()
+	defer t.txMu.Unlock()
+	if t.txClosed {
+		return 0, &tcpip.ErrClosedForSend{}
+	}
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		if err := t.writeLocked(pkt); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// +checklocks:t.txMu
+func (t *TAP) writeLocked(pkt *stack.PacketBuffer) tcpip.Error {
+	iov := t.iov[:0]
+	views, off := pkt.AsViewList()
+	for v := views.Front(); v != nil; v = v.Next() {
+		b := v.AsSlice()
+		if off >= len(b) {
+			off -= len(b)
+			continue
+		}
+		// Past cap(iov) the rest is merged into the last iovec (a copy).
+		iov = rawfile.AppendIovecFromBytes(iov, b[off:], cap(iov))
+		off = 0
+	}
+	if len(iov) == 0 {
+		return nil
+	}
+	errno := rawfile.NonBlockingWriteIovec(t.fd, iov)
+	clear(iov) // don't pin the packet's memory
+	if errno != 0 {
+		return tcpip.TranslateErrno(errno)
+	}
+	return nil
+}
+
+// IsAttached implements stack.LinkEndpoint.IsAttached.
+func (t *TAP) IsAttached() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint.Wait.
+func (t *TAP) Wait() { t.wg.Wait() }
+
+// Close implements stack.LinkEndpoint.Close: it detaches if needed and closes
+// the TAP (which removes it if ulagg created it), then puts a persistent
+// TAP's admin state back.
+func (t *TAP) Close() {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.closed = true
+	t.mu.Unlock()
+	t.Attach(nil)
+	t.txMu.Lock()
+	t.txClosed = true
+	t.txMu.Unlock()
+	// Stop watching first: closing a created TAP deletes it, which is no news.
+	if t.unwatch != nil {
+		t.unwatch()
+		t.unwatch = nil
+	}
+	if t.ifce != nil {
+		t.ifce.Close()
+	}
+	t.hostLink.close(!t.created)
+}
+
+// LinkAddress implements stack.LinkEndpoint.LinkAddress.
+func (t *TAP) LinkAddress() tcpip.LinkAddress {
+	if a := t.addr.Load(); a != nil {
+		return *a
+	}
+	return ""
+}
+
+// SetLinkAddress implements stack.LinkEndpoint.SetLinkAddress.
+func (t *TAP) SetLinkAddress(addr tcpip.LinkAddress) { t.setAddr(addr) }
+
+// Capabilities implements stack.LinkEndpoint.Capabilities. RX checksum
+// offload matches AFPacket's, so a lagg mixing both (it ANDs capabilities)
+// keeps accepting veth's partial checksums; frames from the host kernel carry
+// full checksums (the TAP offers no offloads).
+func (*TAP) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
+}
+
+// MaxHeaderLength implements stack.LinkEndpoint.MaxHeaderLength.
+func (*TAP) MaxHeaderLength() uint16 { return ethHdrSize }
+
+// ARPHardwareType implements stack.LinkEndpoint.ARPHardwareType.
+func (*TAP) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint.AddHeader.
+func (*TAP) AddHeader(pkt *stack.PacketBuffer) { addEthernetHeader(pkt) }
+
+// ParseHeader implements stack.LinkEndpoint.ParseHeader.
+func (*TAP) ParseHeader(pkt *stack.PacketBuffer) bool { return parseEthernetHeader(pkt) }
+
+// SetOnCloseAction implements stack.LinkEndpoint.SetOnCloseAction; a port
+// never closes itself.
+func (*TAP) SetOnCloseAction(func()) {}
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (*TAP) GSOMaxSize() uint32 { return 0 }
+
+// SupportedGSO implements stack.GSOEndpoint.
+func (*TAP) SupportedGSO() stack.SupportedGSO { return stack.GSONotSupported }
