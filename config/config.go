@@ -65,6 +65,7 @@ type Lagg struct {
 	Hash      []string         // subset of "l2", "l3", "l4"
 	UpDelay   time.Duration
 	DownDelay time.Duration
+	Down      bool // administratively down (ifconfig lagg0 down): the NIC is disabled
 	Failover  Failover
 	LACP      LACP
 	Ports     []Port

@@ -76,7 +76,7 @@ var (
 	topKeys      = []string{"control", "metrics", "lagg", "service"}
 	controlKeys  = []string{"socket"}
 	metricsKeys  = []string{"listen"}
-	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "failover", "lacp", "port"}
+	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "port"}
 	failoverKeys = []string{"rx_all"}
 	lacpKeys     = append(slices.Clone(lacpMultiSpeedKeys), "max_ports", "rate", "mode", "system_priority", "key", "min_ports", "fallback")
 	portKeys     = []string{"name", "kind", "priority", "speed_mbps"}
@@ -139,6 +139,7 @@ func (d *decoder) lagg(p string, t map[string]any) Lagg {
 	if setInt(d, t, p, "down_delay_ms", spanDelayMs, &ms) {
 		l.DownDelay = time.Duration(ms) * time.Millisecond
 	}
+	d.boolean(t, p, "down", &l.Down)
 	if ft, ok := d.table(t, p, "failover"); ok {
 		fp := keyPath(p, "failover")
 		d.unknown(fp, ft, failoverKeys)

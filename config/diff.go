@@ -62,7 +62,7 @@ func laggEqual(a, b *Lagg) bool {
 		slices.Equal(a.Addresses, b.Addresses) &&
 		a.MTU == b.MTU && slices.Equal(a.MAC, b.MAC) &&
 		slices.Equal(a.Hash, b.Hash) &&
-		a.UpDelay == b.UpDelay && a.DownDelay == b.DownDelay &&
+		a.UpDelay == b.UpDelay && a.DownDelay == b.DownDelay && a.Down == b.Down &&
 		a.Failover == b.Failover && a.LACP == b.LACP &&
 		slices.Equal(a.Ports, b.Ports)
 }

@@ -21,6 +21,7 @@
 //	hash = ["l2", "l3", "l4"]         # loadbalance/lacp hash input; default all three
 //	up_delay_ms = 0                   # 0..600000: wait before using a port whose link came up
 //	down_delay_ms = 0                 # 0..600000: wait before dropping a port whose link went down
+//	down = false                      # administratively down (ulagg ifconfig lagg0 down)
 //
 //	[lagg.failover]                   # kept even when proto is not failover
 //	rx_all = true                     # accept frames on every port, not only the active one

@@ -93,6 +93,9 @@ func (w *writer) lagg(l *Lagg) {
 	if l.DownDelay != 0 {
 		w.int("down_delay_ms", int64(l.DownDelay/time.Millisecond))
 	}
+	if l.Down {
+		w.bool("down", true)
+	}
 	if l.Failover != def.Failover {
 		w.table("[lagg.failover]")
 		w.bool("rx_all", l.Failover.RxAll)

@@ -89,6 +89,9 @@ var portFlagNames = []string{"MASTER", "STACK", "ACTIVE", "COLLECTING", "DISTRIB
 
 // String formats flags as NetBSD's ifconfig does: "0x1c<ACTIVE,COLLECTING,DISTRIBUTING>".
 func (f PortFlags) String() string {
+	if f == 0 {
+		return "0x0"
+	}
 	var names []string
 	for i, n := range portFlagNames {
 		if f&(1<<i) != 0 {

@@ -141,7 +141,7 @@ func (a *Appliance) Status() []LaggStatus {
 	var out []LaggStatus
 	for _, lc := range a.cfg.Laggs {
 		if i := a.ifaces[lc.Name]; i != nil {
-			out = append(out, LaggStatus{Status: i.l.Status(), Addresses: slices.Clone(lc.Addresses), AdminUp: true})
+			out = append(out, LaggStatus{Status: i.l.Status(), Addresses: slices.Clone(lc.Addresses), AdminUp: !lc.Down})
 		}
 	}
 	return out

@@ -48,11 +48,12 @@ func Example_embedding() {
 			panic(err)
 		}
 		l.SetAnnouncer(func() { _ = ustack.Announce(s, 1) }) // GARP/NA on failover
-		go func() {                                          // a one-shot echo server on port 7
-			ln, err := gonet.ListenTCP(s, tcpip.FullAddress{Port: 7}, ipv4.ProtocolNumber)
-			if err != nil {
-				return
-			}
+		// A one-shot echo server on port 7, listening before the router is used.
+		ln, err := gonet.ListenTCP(s, tcpip.FullAddress{Port: 7}, ipv4.ProtocolNumber)
+		if err != nil {
+			panic(err)
+		}
+		go func() {
 			defer ln.Close()
 			if c, err := ln.Accept(); err == nil {
 				_, _ = io.Copy(c, c)

@@ -109,7 +109,13 @@ func Announce(s *gstack.Stack, id tcpip.NICID) error {
 		var err tcpip.Error
 		switch pa.Protocol {
 		case ipv4.ProtocolNumber:
-			err = s.WritePacketToRemote(id, header.EthernetBroadcastAddress, arp.ProtocolNumber, buffer.MakeWithData(gratuitousARP(mac, pa.AddressWithPrefix.Address)))
+			// Linux updates its neighbour entries from the request form,
+			// gVisor only from replies: send both.
+			for _, op := range []header.ARPOp{header.ARPRequest, header.ARPReply} {
+				if e := s.WritePacketToRemote(id, header.EthernetBroadcastAddress, arp.ProtocolNumber, buffer.MakeWithData(gratuitousARP(mac, pa.AddressWithPrefix.Address, op))); e != nil {
+					err = e
+				}
+			}
 		case ipv6.ProtocolNumber:
 			err = s.WritePacketToRemote(id, ipv6AllNodesMAC, ipv6.ProtocolNumber, buffer.MakeWithData(unsolicitedNA(mac, pa.AddressWithPrefix.Address)))
 		default:
@@ -122,12 +128,13 @@ func Announce(s *gstack.Stack, id tcpip.NICID) error {
 	return firstErr
 }
 
-// gratuitousARP is an ARP request for our own address (RFC 5227 announcement).
-func gratuitousARP(mac tcpip.LinkAddress, addr tcpip.Address) []byte {
+// gratuitousARP is an ARP packet of the given op for our own address, sender
+// and target alike (RFC 5227 announcement).
+func gratuitousARP(mac tcpip.LinkAddress, addr tcpip.Address, op header.ARPOp) []byte {
 	b := make([]byte, header.ARPSize)
 	h := header.ARP(b)
 	h.SetIPv4OverEthernet()
-	h.SetOp(header.ARPRequest)
+	h.SetOp(op)
 	copy(h.HardwareAddressSender(), mac)
 	copy(h.ProtocolAddressSender(), addr.AsSlice())
 	copy(h.ProtocolAddressTarget(), addr.AsSlice())

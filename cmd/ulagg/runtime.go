@@ -1,41 +1,168 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/stack"
 )
 
-// runtime holds what runs next to the appliance: reloads now; the control
-// socket and metrics listener join it.
+// runtime holds what runs next to the appliance: reloads (SIGHUP and the
+// control socket share one), the control socket and the metrics listener.
 type runtime struct {
 	a    *stack.Appliance
 	file string
 	log  *slog.Logger
 	stop chan struct{}
+	ctl  *stack.ControlServer
+
+	// fileCfg is the file as last loaded; it tells the kind (tap) of a
+	// port that ifconfig adds after the file configured it. Atomic because
+	// kindOf runs under the appliance's lock, which reload takes too.
+	fileCfg atomic.Pointer[config.Config]
+
+	mu sync.Mutex // serialises reloads and metrics listener changes
+	// +checklocks:mu
+	metrics *stack.MetricsServer
+	// +checklocks:mu
+	metricsAddr string
+	// +checklocks:mu
+	closed bool
 }
 
 func startRuntime(a *stack.Appliance, file string, log *slog.Logger) (*runtime, error) {
-	return &runtime{a: a, file: file, log: log, stop: make(chan struct{})}, nil
+	rt := &runtime{a: a, file: file, log: log, stop: make(chan struct{})}
+	cfg := a.Config()
+	// stack.New creates every lagg up; the file's admin state (down = true)
+	// is applied here.
+	if file != "" {
+		fc, err := config.Load(file)
+		if err != nil {
+			return nil, err
+		}
+		rt.fileCfg.Store(fc)
+		if err := a.ApplyAdmin(fc); err != nil {
+			return nil, err
+		}
+	}
+	ctl, err := stack.ListenControl(a, stack.ControlOptions{
+		Path:       cfg.Control.Socket,
+		ConfigFile: file,
+		Reload:     rt.reload,
+		KindOf:     rt.kindOf,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rt.ctl = ctl
+	rt.mu.Lock()
+	err = rt.setMetricsLocked(cfg.Metrics.Listen)
+	rt.mu.Unlock()
+	if err != nil {
+		ctl.Close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+// kindOf is the kind the configuration file gives a port, or "" (afpacket).
+func (rt *runtime) kindOf(name string) string {
+	fc := rt.fileCfg.Load()
+	if fc == nil {
+		return ""
+	}
+	for _, l := range fc.Laggs {
+		for _, p := range l.Ports {
+			if p.Name == name {
+				return p.Kind
+			}
+		}
+	}
+	return ""
 }
 
 // reload re-reads the file and applies only the difference; a file with
 // errors is refused and the running configuration stays.
 func (rt *runtime) reload() error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.file == "" {
+		return errors.New("reload: ulagg runs without a configuration file")
+	}
 	cfg, err := config.Load(rt.file)
 	if err != nil {
 		rt.log.Error("reload refused: the file has errors; the running configuration stays", "file", rt.file, "err", err)
-		return err
+		return fmt.Errorf("reload refused, the running configuration stays:\n%s", indent(err.Error()))
 	}
-	if err := rt.a.Reload(cfg); err != nil {
+	rt.fileCfg.Store(cfg)
+	var errs []error
+	if err := rt.a.ReloadConfig(cfg); err != nil {
 		rt.log.Error("reload applied with errors", "file", rt.file, "err", err)
+		errs = append(errs, err)
+	}
+	if err := rt.setMetricsLocked(cfg.Metrics.Listen); err != nil {
+		errs = append(errs, err)
+	}
+	if rt.ctl != nil && cfg.Control.Socket != rt.ctl.Path() {
+		rt.log.Warn("the control socket moves at the next start", "now", rt.ctl.Path(), "file", cfg.Control.Socket)
+	}
+	if len(errs) == 0 {
+		rt.log.Info("reloaded", "file", rt.file)
+	}
+	return errors.Join(errs...)
+}
+
+// setMetricsLocked starts, moves or stops the metrics listener.
+//
+// +checklocks:rt.mu
+func (rt *runtime) setMetricsLocked(addr string) error {
+	if rt.closed || addr == rt.metricsAddr {
+		return nil
+	}
+	if rt.metrics != nil {
+		if err := rt.metrics.Close(); err != nil {
+			rt.log.Warn("metrics listener close", "err", err)
+		}
+		rt.metrics, rt.metricsAddr = nil, ""
+	}
+	if addr == "" {
+		return nil
+	}
+	m, err := stack.ListenMetrics(rt.a, addr, rt.log)
+	if err != nil {
 		return err
 	}
-	rt.log.Info("reloaded", "file", rt.file)
+	rt.metrics, rt.metricsAddr = m, addr
 	return nil
 }
 
 func (rt *runtime) done() <-chan struct{} { return rt.stop }
 
-func (rt *runtime) close() {}
+// close stops the control socket (removing its file) and the metrics
+// listener. It is idempotent.
+func (rt *runtime) close() {
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return
+	}
+	rt.closed = true
+	m := rt.metrics
+	rt.metrics = nil
+	rt.mu.Unlock()
+	if rt.ctl != nil {
+		if err := rt.ctl.Close(); err != nil {
+			rt.log.Warn("control socket close", "err", err)
+		}
+	}
+	if m != nil {
+		if err := m.Close(); err != nil {
+			rt.log.Warn("metrics listener close", "err", err)
+		}
+	}
+}

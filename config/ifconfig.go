@@ -1,0 +1,574 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// IfconfigCommand is one `ulagg ifconfig LAGG OPTION...` line, parsed with
+// NetBSD's ifconfig(8) syntax for lagg(4). Apply turns it into a new
+// configuration: every option on the line takes effect or none does.
+//
+// Options, applied left to right:
+//
+//	create | destroy                 create (first on the line) or remove the lagg (last)
+//	laggproto none|failover|loadbalance|lacp
+//	-laggproto                       same as laggproto none
+//	laggport IF [pri N]              add port IF, priority 0..65535 (default 32768)
+//	-laggport IF                     remove port IF
+//	laggportpri IF N                 change the priority of port IF
+//	laggfailover rx-all|-rx-all ...  failover only: receive on every port or the TX port
+//	lagglacp OPTION...               lacp only, one or more of:
+//	    multi-speed | -multi-speed   (also multi-linkspeed) ports of mixed speeds aggregate
+//	    maxports N | -maxports       1..16 ports distributing (-maxports: 16)
+//	    minports N | -minports       1..16 ports distributing for the lagg to be up (-: 1)
+//	    fast | slow                  LACPDU rate asked of the partner (1 s or 30 s)
+//	    active | passive             LACP mode
+//	    sysprio N | -sysprio         system priority 1..65535 (-sysprio: 32768)
+//	    key N | -key                 actor key 0..65535 (-key, 0: derived)
+//	    fallback | -fallback         carry traffic on one port while no partner answers
+//	inet ADDR[/LEN] [netmask M] [prefixlen N] [alias | -alias | delete]
+//	inet6 ADDR[/LEN] [prefixlen N] [alias | -alias | delete]
+//	ADDR ...                         a bare address: inet, or inet6 if it is IPv6
+//	mtu N                            68..65535, applied to every port
+//	up | down                        administrative state
+//
+// As in NetBSD, `inet ADDR` without alias replaces the first IPv4 address
+// (an IPv4 address without a length keeps the length it has, or else gets
+// its classful mask, as NetBSD's in_ifinit does), while inet6 always adds
+// (default /64). `-alias` and `delete` remove an address whatever its
+// length. Options of a protocol are refused unless the lagg runs it at that
+// point of the line, so `laggproto lacp lagglacp maxports 2` works. Unlike
+// NetBSD, changing the protocol keeps the ports (lagg.SetProto) and proto
+// none accepts ports.
+type IfconfigCommand struct {
+	Lagg string
+	ops  []ifOp
+}
+
+// addrMode says what an inet or inet6 option does.
+type addrMode int
+
+const (
+	addrReplace addrMode = iota // inet without alias: replace the first IPv4 address
+	addrAdd                     // alias, and inet6 by default
+	addrDelete                  // -alias, delete
+)
+
+// ifOp is one option. Fields not used by its verb are zero; n and bits are
+// -1 when the argument was not given.
+type ifOp struct {
+	verb string // create, destroy, laggproto, laggport, -laggport, laggportpri, laggfailover, lagglacp, inet, inet6, mtu, up, down
+	key  string // lagglacp/laggfailover keyword; protocol name; port name
+	n    int    // priority, count, MTU, ...
+	on   bool   // for +/- keywords
+	addr netip.Addr
+	bits int
+	mode addrMode
+}
+
+// maxU16 bounds priorities, keys and the MTU, as in the config schema.
+const maxU16 = 65535
+
+// lacpNegatable are lagglacp keywords that take a leading '-'.
+var lacpNegatable = []string{"multi-speed", "multi-linkspeed", "fallback"}
+
+// netbsdOnly are NetBSD lagglacp debug keywords that ulagg does not have.
+var netbsdOnly = []string{"dumpdu", "stopdu", "optimistic"}
+
+// ParseIfconfig parses args: the lagg's name, then one or more options. It
+// checks syntax and ranges only; Apply checks them against a configuration.
+func ParseIfconfig(args []string) (*IfconfigCommand, error) {
+	if len(args) == 0 {
+		return nil, errors.New("missing interface name")
+	}
+	name := args[0]
+	if !validLaggName(name) {
+		return nil, fmt.Errorf("%q is not a lagg name: want a lowercase letter, then up to 14 of a-z 0-9 _ . - (like lagg0)", name)
+	}
+	c := &IfconfigCommand{Lagg: name}
+	p := &ifParser{args: args[1:]}
+	if p.done() {
+		return nil, fmt.Errorf("%s: no options given", name)
+	}
+	for !p.done() {
+		start := p.i
+		ops, err := p.option()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		switch {
+		case ops[0].verb == "create" && len(c.ops) > 0:
+			return nil, fmt.Errorf("%s: create must be the first option", name)
+		case len(c.ops) > 0 && c.ops[len(c.ops)-1].verb == "destroy":
+			return nil, fmt.Errorf("%s: %q after destroy: destroy must be the last option", name, strings.Join(p.args[start:p.i], " "))
+		}
+		c.ops = append(c.ops, ops...)
+	}
+	return c, nil
+}
+
+type ifParser struct {
+	args []string
+	i    int
+}
+
+func (p *ifParser) done() bool { return p.i >= len(p.args) }
+
+func (p *ifParser) peek() string {
+	if p.done() {
+		return ""
+	}
+	return p.args[p.i]
+}
+
+func (p *ifParser) next() string {
+	s := p.peek()
+	p.i++
+	return s
+}
+
+// arg returns the argument of option, or an error naming what is missing.
+func (p *ifParser) arg(option, what string) (string, error) {
+	if p.done() {
+		return "", fmt.Errorf("%s: missing %s", option, what)
+	}
+	return p.next(), nil
+}
+
+// num parses the numeric argument of option within lo..hi.
+func (p *ifParser) num(option, what string, lo, hi int) (int, error) {
+	s, err := p.arg(option, what)
+	if err != nil {
+		return 0, err
+	}
+	return parseNum(option, what, s, lo, hi)
+}
+
+func parseNum(option, what, s string, lo, hi int) (int, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s %q is not a number", option, what, s)
+	}
+	if n < int64(lo) || n > int64(hi) {
+		return 0, fmt.Errorf("%s: %s %d is out of range %d..%d", option, what, n, lo, hi)
+	}
+	return int(n), nil
+}
+
+func portName(option, s string) error {
+	if msg := checkIfName(s); msg != "" {
+		return fmt.Errorf("%s: interface name %q %s", option, s, msg)
+	}
+	return nil
+}
+
+func (p *ifParser) option() ([]ifOp, error) {
+	switch p.peek() {
+	case "laggfailover":
+		p.next()
+		return p.failoverOption()
+	case "lagglacp":
+		p.next()
+		return p.lacpOption()
+	}
+	op, err := p.single()
+	if err != nil {
+		return nil, err
+	}
+	return []ifOp{op}, nil
+}
+
+// single parses an option that makes one op.
+func (p *ifParser) single() (ifOp, error) {
+	w := p.next()
+	switch w {
+	case "create", "destroy", "up", "down":
+		return ifOp{verb: w}, nil
+	case "laggproto":
+		s, err := p.arg(w, "protocol (none, failover, loadbalance or lacp)")
+		if err != nil {
+			return ifOp{}, err
+		}
+		if !slices.Contains(protos, s) {
+			return ifOp{}, fmt.Errorf("laggproto: unknown protocol %q: want one of %s", s, strings.Join(protos, ", "))
+		}
+		return ifOp{verb: w, key: s}, nil
+	case "-laggproto":
+		return ifOp{verb: "laggproto", key: ProtoNone}, nil
+	case "laggport":
+		s, err := p.arg(w, "interface name")
+		if err != nil {
+			return ifOp{}, err
+		}
+		if err := portName(w, s); err != nil {
+			return ifOp{}, err
+		}
+		op := ifOp{verb: w, key: s, n: -1}
+		if p.peek() == "pri" {
+			p.next()
+			if op.n, err = p.num("laggport "+s+" pri", "priority", 0, maxU16); err != nil {
+				return ifOp{}, err
+			}
+		}
+		return op, nil
+	case "-laggport":
+		s, err := p.arg(w, "interface name")
+		if err != nil {
+			return ifOp{}, err
+		}
+		if err := portName(w, s); err != nil {
+			return ifOp{}, err
+		}
+		return ifOp{verb: w, key: s}, nil
+	case "laggportpri":
+		s, err := p.arg(w, "interface name")
+		if err != nil {
+			return ifOp{}, err
+		}
+		if err := portName(w, s); err != nil {
+			return ifOp{}, err
+		}
+		if p.peek() == "pri" { // lagg_usage() prints "laggportpri i [ pri n ]"
+			p.next()
+		}
+		n, err := p.num("laggportpri "+s, "priority", 0, maxU16)
+		if err != nil {
+			return ifOp{}, err
+		}
+		return ifOp{verb: w, key: s, n: n}, nil
+	case "inet", "inet6":
+		s, err := p.arg(w, "address")
+		if err != nil {
+			return ifOp{}, err
+		}
+		return p.address(w, s)
+	case "mtu":
+		n, err := p.num(w, "MTU", 68, maxU16)
+		if err != nil {
+			return ifOp{}, err
+		}
+		return ifOp{verb: w, n: n}, nil
+	}
+	if looksLikeAddress(w) {
+		verb := "inet"
+		if strings.Contains(w, ":") {
+			verb = "inet6"
+		}
+		return p.address(verb, w)
+	}
+	return ifOp{}, unknownOption(w)
+}
+
+// failoverOption parses `laggfailover KEYWORD...`: NetBSD's parser takes
+// any number of keywords after one laggfailover.
+func (p *ifParser) failoverOption() ([]ifOp, error) {
+	var ops []ifOp
+	for !p.done() {
+		switch p.peek() {
+		case "rx-all", "-rx-all":
+			ops = append(ops, ifOp{verb: "laggfailover", key: "rx-all", on: p.next() == "rx-all"})
+			continue
+		}
+		if len(ops) == 0 {
+			return nil, fmt.Errorf("laggfailover: unknown option %q: want rx-all or -rx-all", p.peek())
+		}
+		return ops, nil
+	}
+	if len(ops) == 0 {
+		return nil, errors.New("laggfailover: missing option: want rx-all or -rx-all")
+	}
+	return ops, nil
+}
+
+// lacpOption parses `lagglacp KEYWORD...`, one op per keyword.
+func (p *ifParser) lacpOption() ([]ifOp, error) {
+	var ops []ifOp
+	for !p.done() {
+		op, ok, err := p.lacpKeyword()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		ops = append(ops, op)
+	}
+	if len(ops) == 0 {
+		if p.done() {
+			return nil, errors.New("lagglacp: missing option")
+		}
+		return nil, fmt.Errorf("lagglacp: unknown option %q: want multi-speed, maxports N, minports N, fast, slow, active, passive, sysprio N, key N or fallback (or a -negation)", p.peek())
+	}
+	return ops, nil
+}
+
+func isLACPKeyword(s string) bool {
+	switch strings.TrimPrefix(s, "-") {
+	case "multi-speed", "multi-linkspeed", "maxports", "minports", "sysprio", "key", "fallback",
+		"dumpdu", "stopdu", "optimistic":
+		return true
+	}
+	switch s {
+	case "fast", "slow", "active", "passive":
+		return true
+	}
+	return false
+}
+
+// lacpKeyword parses the keyword at p; ok is false if it is not one.
+func (p *ifParser) lacpKeyword() (op ifOp, ok bool, err error) {
+	w := p.peek()
+	op = ifOp{verb: "lagglacp", n: -1}
+	neg := strings.HasPrefix(w, "-")
+	base := strings.TrimPrefix(w, "-")
+	switch {
+	case slices.Contains(netbsdOnly, base):
+		return op, false, fmt.Errorf("lagglacp %s: NetBSD's debugging option %s is not supported by ulagg", w, base)
+	case slices.Contains(lacpNegatable, base):
+		p.next()
+		if base == "multi-linkspeed" {
+			base = "multi-speed"
+		}
+		op.key, op.on = base, !neg
+		return op, true, nil
+	case base == "maxports" || base == "minports" || base == "sysprio" || base == "key":
+		p.next()
+		op.key = base
+		if neg {
+			return op, true, nil // -maxports etc.: back to the default
+		}
+		lo, hi := 1, MaxLACPPorts
+		switch base {
+		case "sysprio":
+			hi = maxU16
+		case "key":
+			lo, hi = 0, maxU16
+		}
+		op.n, err = p.num("lagglacp "+base, "value", lo, hi)
+		return op, err == nil, err
+	case !neg && (w == "fast" || w == "slow" || w == "active" || w == "passive"):
+		p.next()
+		op.key = w
+		return op, true, nil
+	}
+	return op, false, nil
+}
+
+// looksLikeAddress reports whether s starts like an IP address, so that a
+// bare address is recognised and a mistyped one gets an address error.
+func looksLikeAddress(s string) bool {
+	if s == "" {
+		return false
+	}
+	if strings.Contains(s, ":") {
+		_, err := netip.ParseAddr(strings.SplitN(s, "/", 2)[0])
+		return err == nil
+	}
+	return s[0] >= '0' && s[0] <= '9' && strings.Contains(s, ".")
+}
+
+// address parses ADDR[/LEN] and the words that may follow it.
+func (p *ifParser) address(verb, s string) (ifOp, error) {
+	op := ifOp{verb: verb, bits: -1, mode: addrReplace}
+	if verb == "inet6" {
+		op.mode = addrAdd
+	}
+	addrPart, lenPart, hasLen := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addrPart)
+	if err != nil {
+		return ifOp{}, fmt.Errorf("%s: %q is not an address", verb, s)
+	}
+	switch {
+	case verb == "inet" && !a.Is4():
+		return ifOp{}, fmt.Errorf("inet: %s is not an IPv4 address (use inet6)", addrPart)
+	case verb == "inet6" && !a.Is6():
+		return ifOp{}, fmt.Errorf("inet6: %s is not an IPv6 address (use inet)", addrPart)
+	case a.Zone() != "":
+		return ifOp{}, fmt.Errorf("%s: %s: zones are not supported", verb, s)
+	}
+	op.addr = a
+	maxBits := a.BitLen()
+	if hasLen {
+		if op.bits, err = parseNum(verb+" "+s, "prefix length", lenPart, 0, maxBits); err != nil {
+			return ifOp{}, err
+		}
+	}
+	modeSet := false
+	setMode := func(m addrMode, w string) error {
+		if modeSet && op.mode != m {
+			return fmt.Errorf("%s %s: %s conflicts with an earlier alias, -alias or delete", verb, s, w)
+		}
+		op.mode, modeSet = m, true
+		return nil
+	}
+	setBits := func(n int, w string) error {
+		if op.bits >= 0 && op.bits != n {
+			return fmt.Errorf("%s %s: %s gives prefix length %d, but %d was given already", verb, s, w, n, op.bits)
+		}
+		op.bits = n
+		return nil
+	}
+	for !p.done() {
+		var err error
+		switch w := p.peek(); w {
+		case "alias":
+			err = setMode(addrAdd, w)
+		case "-alias", "delete":
+			err = setMode(addrDelete, w)
+		case "netmask":
+			p.next()
+			if verb != "inet" {
+				return ifOp{}, fmt.Errorf("%s %s: netmask is for inet; use prefixlen", verb, s)
+			}
+			m, merr := p.arg("netmask", "mask (like 255.255.255.0)")
+			if merr != nil {
+				return ifOp{}, merr
+			}
+			n, merr := parseNetmask(m)
+			if merr != nil {
+				return ifOp{}, merr
+			}
+			if err := setBits(n, "netmask "+m); err != nil {
+				return ifOp{}, err
+			}
+			continue
+		case "prefixlen":
+			p.next()
+			n, nerr := p.num("prefixlen", "length", 0, maxBits)
+			if nerr != nil {
+				return ifOp{}, nerr
+			}
+			if err := setBits(n, "prefixlen "+strconv.Itoa(n)); err != nil {
+				return ifOp{}, err
+			}
+			continue
+		case "broadcast":
+			return ifOp{}, fmt.Errorf("%s %s: broadcast is not supported: the broadcast address follows the prefix length", verb, s)
+		default:
+			return op, nil
+		}
+		if err != nil {
+			return ifOp{}, err
+		}
+		p.next()
+	}
+	return op, nil
+}
+
+// parseNetmask accepts a dotted mask (255.255.255.0) or NetBSD's hex form
+// (0xffffff00) and returns its length; the ones must be contiguous.
+func parseNetmask(s string) (int, error) {
+	var m uint32
+	if h, ok := strings.CutPrefix(strings.ToLower(s), "0x"); ok {
+		v, err := strconv.ParseUint(h, 16, 32)
+		if err != nil {
+			return 0, fmt.Errorf("netmask: %q is not a mask (like 255.255.255.0 or 0xffffff00)", s)
+		}
+		m = uint32(v)
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return 0, fmt.Errorf("netmask: %q is not a mask (like 255.255.255.0 or 0xffffff00)", s)
+		}
+		b := a.As4()
+		m = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	}
+	n := bits.LeadingZeros32(^m)
+	if n < 32 && m<<n != 0 {
+		return 0, fmt.Errorf("netmask: %s is not contiguous (ones, then zeros)", s)
+	}
+	return n, nil
+}
+
+// topOptions are the option words, for "did you mean" hints.
+var topOptions = []string{
+	"create", "destroy", "laggproto", "-laggproto", "laggport", "-laggport", "laggportpri",
+	"laggfailover", "lagglacp", "inet", "inet6", "mtu", "up", "down",
+}
+
+func unknownOption(w string) error {
+	for _, o := range topOptions {
+		if fold(o) == fold(w) && o != w {
+			return fmt.Errorf("unknown option %q (did you mean %s?)", w, o)
+		}
+	}
+	if isLACPKeyword(w) {
+		return fmt.Errorf("unknown option %q: it is a lagglacp option (lagglacp %s)", w, w)
+	}
+	if w == "rx-all" || w == "-rx-all" {
+		return fmt.Errorf("unknown option %q: it is a laggfailover option (laggfailover %s)", w, w)
+	}
+	return fmt.Errorf("unknown option %q", w)
+}
+
+// Args returns the command in canonical form, lagg name first; parsing it
+// again gives the same command.
+func (c *IfconfigCommand) Args() []string {
+	out := []string{c.Lagg}
+	for _, op := range c.ops {
+		out = append(out, op.words()...)
+	}
+	return out
+}
+
+// String returns Args joined by spaces.
+func (c *IfconfigCommand) String() string { return strings.Join(c.Args(), " ") }
+
+func (op ifOp) words() []string {
+	switch op.verb {
+	case "laggproto":
+		return []string{op.verb, op.key}
+	case "laggport":
+		if op.n >= 0 {
+			return []string{op.verb, op.key, "pri", strconv.Itoa(op.n)}
+		}
+		return []string{op.verb, op.key}
+	case "-laggport":
+		return []string{op.verb, op.key}
+	case "laggportpri":
+		return []string{op.verb, op.key, strconv.Itoa(op.n)}
+	case "laggfailover":
+		return []string{op.verb, sign(op.on) + "rx-all"}
+	case "lagglacp":
+		switch op.key {
+		case "multi-speed", "fallback":
+			return []string{op.verb, sign(op.on) + op.key}
+		case "maxports", "minports", "sysprio", "key":
+			if op.n < 0 {
+				return []string{op.verb, "-" + op.key}
+			}
+			return []string{op.verb, op.key, strconv.Itoa(op.n)}
+		}
+		return []string{op.verb, op.key}
+	case "inet", "inet6":
+		w := []string{op.verb, op.addr.String()}
+		if op.bits >= 0 {
+			w[1] = netip.PrefixFrom(op.addr, op.bits).String()
+		}
+		switch op.mode {
+		case addrAdd:
+			if op.verb == "inet" {
+				w = append(w, "alias")
+			}
+		case addrDelete:
+			w = append(w, "delete")
+		}
+		return w
+	case "mtu":
+		return []string{op.verb, strconv.Itoa(op.n)}
+	}
+	return []string{op.verb}
+}
+
+func sign(on bool) string {
+	if on {
+		return ""
+	}
+	return "-"
+}

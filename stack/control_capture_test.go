@@ -1,0 +1,185 @@
+package stack_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	ustack "github.com/ulagg/ulagg/stack"
+)
+
+// captureToFile runs a capture through the socket and writes the stream
+// to a pcap file, as `ulagg capture -w FILE` does, returning the path.
+func captureToFile(t *testing.T, r *ctlRig, req ustack.ControlRequest) string {
+	t.Helper()
+	stream, err := ustack.ControlCapture(r.sock, req)
+	if err != nil {
+		t.Fatalf("capture: %v", err)
+	}
+	defer stream.Close()
+	in, err := pcapgo.NewReader(stream)
+	if err != nil {
+		t.Fatalf("reading the pcap stream header: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "lagg0.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := pcapgo.NewWriter(f)
+	if err := out.WriteFileHeader(in.Snaplen(), in.LinkType()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		data, ci, err := in.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading the pcap stream: %v", err)
+		}
+		if err := out.WritePacket(ci, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+// readPcap returns the frames of a pcap file.
+func readPcap(t *testing.T, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if got := r.LinkType(); got != layers.LinkTypeEthernet {
+		t.Errorf("link type: got %v, want Ethernet", got)
+	}
+	var frames [][]byte
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			return frames
+		}
+		if err != nil {
+			t.Fatalf("%s after %d frames: %v", path, len(frames), err)
+		}
+		if ci.CaptureLength != len(data) || ci.Length < ci.CaptureLength || ci.Timestamp.IsZero() {
+			t.Errorf("frame %d: capture info %+v for %d bytes", len(frames), ci, len(data))
+		}
+		frames = append(frames, data)
+	}
+}
+
+// TestCaptureBothDirections captures a TCP stream on the lagg and checks
+// that the file holds frames the lagg sent and frames it received.
+func TestCaptureBothDirections(t *testing.T) {
+	r := failoverRig(t)
+	tr := r.startTransfer()
+	tr.progress(t, 16<<10)
+	const n = 50
+	path := captureToFile(t, r, ustack.ControlRequest{Lagg: "lagg0", Count: n})
+	tr.finish(t)
+	frames := readPcap(t, path)
+	if len(frames) != n {
+		t.Fatalf("got %d frames, want %d", len(frames), n)
+	}
+	laggMAC := []byte{2, 0, 0, 0, 0x0a, 1}
+	peerMAC := []byte(r.pl.LinkAddress())
+	var out, in int
+	for i, f := range frames {
+		if len(f) < 14 {
+			t.Fatalf("frame %d: %d bytes, shorter than an Ethernet header", i, len(f))
+		}
+		switch src, dst := f[6:12], f[0:6]; {
+		case bytes.Equal(src, laggMAC) && bytes.Equal(dst, peerMAC):
+			out++
+		case bytes.Equal(src, peerMAC) && bytes.Equal(dst, laggMAC):
+			in++
+		}
+	}
+	if out == 0 || in == 0 {
+		t.Errorf("got %d frames out and %d in, want both directions", out, in)
+	}
+	if out+in != n {
+		t.Errorf("%d of %d frames are neither lagg to peer nor peer to lagg", n-out-in, n)
+	}
+}
+
+// TestCaptureOnePortAndStop captures on one port until the client closes
+// the stream, and checks the refusals.
+func TestCaptureOnePortAndStop(t *testing.T) {
+	r := failoverRig(t)
+	tr := r.startTransfer()
+	stream, err := ustack.ControlCapture(r.sock, ustack.ControlRequest{Lagg: "lagg0", Port: "wm0"})
+	if err != nil {
+		t.Fatalf("capture: %v", err)
+	}
+	in, err := pcapgo.NewReader(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, _, err := in.ReadPacketData(); err != nil {
+			t.Fatalf("frame %d on wm0: %v", i, err)
+		}
+	}
+	stream.Close() // Ctrl-C
+	noGoroutines(t, "(*ControlServer).capture")
+	tr.finish(t)
+
+	for _, c := range []struct {
+		req  ustack.ControlRequest
+		want string
+	}{
+		{ustack.ControlRequest{Lagg: "lagg0", Port: "wm9"}, "capture: wm9 is not a port of lagg0"},
+		{ustack.ControlRequest{Lagg: "lagg3"}, "capture: lagg3: no such lagg"},
+		{ustack.ControlRequest{}, "capture: which lagg?"},
+		{ustack.ControlRequest{Lagg: "lagg0", Count: -1}, "capture: count -1 is negative"},
+	} {
+		_, err := ustack.ControlCapture(r.sock, c.req)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("capture %+v: got %v, want an error containing %q", c.req, err, c.want)
+		}
+	}
+}
+
+// TestCaptureEndsWithServer checks that closing the control server ends a
+// capture that sees no traffic.
+func TestCaptureEndsWithServer(t *testing.T) {
+	r := newCtlRig(t, "[[lagg]]\nname = \"lagg0\"\n", "failover")
+	stream, err := ustack.ControlCapture(r.sock, ustack.ControlRequest{Lagg: "lagg0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if _, err := pcapgo.NewReader(stream); err != nil {
+		t.Fatalf("pcap header: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, stream)
+		done <- err
+	}()
+	if err := r.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the capture stream did not end when the server closed")
+	}
+}

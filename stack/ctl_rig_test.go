@@ -1,0 +1,407 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/lagg"
+	"github.com/ulagg/ulagg/linkep"
+	ustack "github.com/ulagg/ulagg/stack"
+)
+
+// ctlRig is an appliance whose ports are in-memory wires, served on a
+// control socket in a temporary directory, and a peer: a gVisor stack with
+// a lagg over the far ends of the same wires. Port names (wm0, wm1, ...)
+// are registered process-wide by the lagg package, so tests using a rig do
+// not run in parallel.
+type ctlRig struct {
+	t     *testing.T
+	a     *ustack.Appliance
+	srv   *ustack.ControlServer
+	sock  string
+	file  string
+	peer  *gstack.Stack
+	pl    *lagg.Lagg
+	wires map[string]*linkep.Wire
+	log   *slog.Logger
+}
+
+var ctlQuiet = slog.New(slog.DiscardHandler)
+
+// ctlSeq makes the peer's names unique within the process.
+var ctlSeq int
+
+// Addresses of the appliance's lagg0 (as the man page) and of the peer.
+const (
+	ctlAddr  = "192.168.1.1"
+	peerAddr = "192.168.1.2"
+)
+
+// newCtlRig starts an appliance from toml (written to the rig's config
+// file), its control socket, and a peer lagg running peerProto over one
+// wire per name in ports. Services tcp-echo 7 and tcp-discard 9 are added
+// to toml if it has none.
+func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
+	t.Helper()
+	ctlSeq++
+	dir := t.TempDir()
+	r := &ctlRig{
+		t:     t,
+		sock:  filepath.Join(dir, "run", "ulagg.sock"),
+		file:  filepath.Join(dir, "ulagg.toml"),
+		wires: map[string]*linkep.Wire{},
+		log:   ctlQuiet,
+	}
+	if testing.Verbose() && os.Getenv("ULAGG_TEST_LOG") != "" {
+		r.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	po := lagg.DefaultOptions(fmt.Sprintf("peer%d", ctlSeq))
+	po.Proto, po.Logger = peerProto, r.log
+	// A fixed MAC: the peer's ports come and go with the appliance's.
+	po.MAC = tcpip.LinkAddress([]byte{2, 0, 0, 2, byte(ctlSeq), 0xff})
+	pl, err := lagg.New(po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pl = pl
+	for i, name := range ports {
+		w := linkep.NewWire(name, fmt.Sprintf("p%d.%s", ctlSeq, name),
+			tcpip.LinkAddress([]byte{2, 0, 0, 1, byte(ctlSeq), byte(i)}),
+			tcpip.LinkAddress([]byte{2, 0, 0, 2, byte(ctlSeq), byte(i)}),
+			linkep.WireOptions{SpeedMbps: 1000, Logger: r.log})
+		r.wires[name] = w
+	}
+	r.peer, err = ustack.NewNetstack()
+	if err != nil {
+		pl.Close()
+		t.Fatal(err)
+	}
+	if err := ustack.AddInterface(r.peer, 1, po.Name, pl, []netip.Prefix{netip.MustParsePrefix(peerAddr + "/24")}); err != nil {
+		t.Fatal(err)
+	}
+	pl.SetAnnouncer(func() { _ = ustack.Announce(r.peer, 1) })
+	if !strings.Contains(toml, "[[service]]") {
+		toml += "\n[[service]]\nkind = \"tcp-echo\"\nport = 7\n\n[[service]]\nkind = \"tcp-discard\"\nport = 9\n"
+	}
+	if err := os.WriteFile(r.file, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(r.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.a, err = ustack.New(cfg, ustack.Options{Logger: r.log, OpenPort: r.open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.a.ApplyAdmin(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.srv, err = ustack.ListenControl(r.a, ustack.ControlOptions{
+		Path:       r.sock,
+		ConfigFile: r.file,
+		KindOf:     func(string) string { return "wire" },
+		Logger:     r.log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.srv.Close(); err != nil {
+			t.Errorf("control server Close: %v", err)
+		}
+		if _, err := os.Stat(r.sock); !os.IsNotExist(err) {
+			t.Errorf("socket %s still there after Close (stat: %v)", r.sock, err)
+		}
+		r.a.Close()
+		r.peer.Close()
+		r.peer.Wait()
+		pl.Close()
+		noGoroutines(t, "stack.(*ControlServer)", "stack.ListenMetrics")
+	})
+	return r
+}
+
+// rigPort is a wire end handed to the appliance. Closing it (the appliance
+// removed the port) also takes the far end out of the peer's lagg, as an
+// operator would on the switch, so the peer stops sending into it.
+type rigPort struct {
+	*linkep.WireEnd
+	r    *ctlRig
+	peer string
+}
+
+func (p *rigPort) Close() {
+	p.WireEnd.Close()
+	_ = p.r.pl.RemovePort(p.peer)
+}
+
+// open is the appliance's PortOpener: a wire end by name. A port removed
+// earlier reuses its end, and its far end joins the peer's lagg again.
+func (r *ctlRig) open(p config.Port, _ *slog.Logger) (linkep.Port, error) {
+	w := r.wires[p.Name]
+	if w == nil || p.Kind != "wire" {
+		return nil, fmt.Errorf("open %s: no such interface", p.Name)
+	}
+	if !contains(r.pl.Ports(), w.B.Name()) {
+		if err := r.pl.AddPort(w.B, lagg.DefaultPriority); err != nil {
+			return nil, err
+		}
+	}
+	return &rigPort{WireEnd: w.A, r: r, peer: w.B.Name()}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ifconfig runs `ulagg ifconfig LINE` through the control socket.
+func (r *ctlRig) ifconfig(line string) error {
+	_, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdIfconfig, Args: strings.Fields(line)})
+	return err
+}
+
+func (r *ctlRig) mustIfconfig(lines ...string) {
+	r.t.Helper()
+	for _, line := range lines {
+		if err := r.ifconfig(line); err != nil {
+			r.t.Fatalf("ulagg ifconfig %s: %v", line, err)
+		}
+	}
+}
+
+// status returns `ulagg ifconfig [-v] LAGG` through the socket.
+func (r *ctlRig) status(name string, verbose bool) string {
+	r.t.Helper()
+	resp, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdStatus, Lagg: name, Verbose: verbose})
+	if err != nil {
+		r.t.Fatalf("status %s: %v", name, err)
+	}
+	return resp.Output
+}
+
+// waitRunning waits until lagg name's link is up.
+func (r *ctlRig) waitRunning(name string, timeout time.Duration) {
+	r.t.Helper()
+	waitUntil(r.t, timeout, name+" RUNNING", func() bool {
+		l := r.a.Lagg(name)
+		return l != nil && l.Status().Up
+	})
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkLines compares output with want line by line; "*" in a wanted line
+// matches any rest of the line.
+func checkLines(t *testing.T, got string, want []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	for i := 0; i < max(len(lines), len(want)); i++ {
+		var g, w string
+		if i < len(lines) {
+			g = lines[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		ok := g == w
+		if p, wild := strings.CutSuffix(w, "*"); wild {
+			ok = strings.HasPrefix(g, p) && i < len(lines)
+		}
+		if !ok {
+			t.Errorf("line %d: got %q, want %q\nwhole output:\n%s", i+1, g, w, got)
+		}
+	}
+}
+
+// transfer streams data from the peer to the appliance's tcp-echo service
+// and checks that every byte comes back, in order, with no reset.
+type transfer struct {
+	c      *gonet.TCPConn
+	stop   chan struct{}
+	done   chan struct{}
+	sent   atomic.Int64
+	echoed atomic.Int64
+	mu     sync.Mutex
+	err    error
+}
+
+func (r *ctlRig) startTransfer() *transfer {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ip := netip.MustParseAddr(ctlAddr)
+	c, err := gonet.DialContextTCP(ctx, r.peer, tcpip.FullAddress{Addr: tcpip.AddrFromSlice(ip.AsSlice()), Port: 7}, ipv4.ProtocolNumber)
+	if err != nil {
+		r.t.Fatalf("dial %s:7 from the peer: %v", ctlAddr, err)
+	}
+	tr := &transfer{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // writer: a counting pattern, paced
+		defer wg.Done()
+		buf := make([]byte, 8192)
+		for {
+			select {
+			case <-tr.stop:
+				_ = c.CloseWrite()
+				return
+			default:
+			}
+			off := tr.sent.Load()
+			for j := range buf {
+				buf[j] = byte(off + int64(j))
+			}
+			n, err := c.Write(buf)
+			tr.sent.Add(int64(n))
+			if err != nil {
+				tr.fail(fmt.Errorf("write after %d bytes: %w", tr.sent.Load(), err))
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	go func() { // reader: checks the pattern
+		defer wg.Done()
+		buf := make([]byte, 32768)
+		for {
+			n, err := c.Read(buf)
+			off := tr.echoed.Load()
+			for j := 0; j < n; j++ {
+				if want := byte(off + int64(j)); buf[j] != want {
+					tr.fail(fmt.Errorf("byte %d: got %d, want %d", off+int64(j), buf[j], want))
+					return
+				}
+			}
+			tr.echoed.Add(int64(n))
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				tr.fail(fmt.Errorf("read after %d bytes: %w", tr.echoed.Load(), err))
+				return
+			}
+		}
+	}()
+	go func() {
+		wg.Wait()
+		c.Close()
+		close(tr.done)
+	}()
+	r.t.Cleanup(func() {
+		tr.stopWriting()
+		c.Close()
+		<-tr.done
+	})
+	return tr
+}
+
+func (tr *transfer) fail(err error) {
+	tr.mu.Lock()
+	if tr.err == nil {
+		tr.err = err
+	}
+	tr.mu.Unlock()
+	tr.c.Close() // unblock the other goroutine
+}
+
+func (tr *transfer) error() error {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.err
+}
+
+func (tr *transfer) stopWriting() {
+	select {
+	case <-tr.stop:
+	default:
+		close(tr.stop)
+	}
+}
+
+// progress waits until more bytes have come back, so that a change is
+// made while data flows and its effect on the flow is seen.
+func (tr *transfer) progress(t *testing.T, more int64) {
+	t.Helper()
+	start := tr.echoed.Load()
+	waitUntil(t, 30*time.Second, fmt.Sprintf("%d more echoed bytes", more), func() bool {
+		if err := tr.error(); err != nil {
+			t.Fatalf("transfer failed: %v", err)
+		}
+		return tr.echoed.Load() >= start+more
+	})
+}
+
+// finish stops the writer, waits for the echo of everything sent and
+// fails the test on any error.
+func (tr *transfer) finish(t *testing.T) {
+	t.Helper()
+	tr.stopWriting()
+	select {
+	case <-tr.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("transfer did not finish")
+	}
+	if err := tr.error(); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	if sent, echoed := tr.sent.Load(), tr.echoed.Load(); echoed != sent || sent == 0 {
+		t.Fatalf("transfer: %d bytes echoed, want all %d sent", echoed, sent)
+	}
+}
+
+// noGoroutines fails if, within a second, goroutines still run code whose
+// stack mentions any of names.
+func noGoroutines(t *testing.T, names ...string) {
+	t.Helper()
+	var left string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		left = ""
+		for _, g := range bytes.Split(buf, []byte("\n\n")) {
+			for _, n := range names {
+				if bytes.Contains(g, []byte(n)) {
+					left = string(g)
+				}
+			}
+		}
+		if left == "" {
+			return
+		}
+	}
+	t.Errorf("goroutine left running:\n%s", left)
+}
