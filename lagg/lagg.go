@@ -290,19 +290,30 @@ func (l *Lagg) armTimerLocked(deadline time.Time) {
 
 // --- ports ---
 
-// portOwners maps a port's interface name to the lagg holding it, across
-// all laggs of the process.
+// portOwners maps a port's identity to the lagg holding it, across all laggs
+// of the process.
 var portOwners = struct {
 	sync.Mutex
 	m map[string]string
 }{m: map[string]string{}}
 
-func claimPort(name, lagg string) error {
+// portIdentity names the interface behind a port uniquely on the host: host
+// ports add their network namespace to the name, so equal names in two
+// namespaces are two ports.
+func portIdentity(child linkep.Port) string {
+	if id, ok := child.(interface{ Identity() string }); ok {
+		return id.Identity()
+	}
+	return child.Name()
+}
+
+func claimPort(child linkep.Port, lagg string) error {
+	id, name := portIdentity(child), child.Name()
 	portOwners.Lock()
 	defer portOwners.Unlock()
-	switch owner, ok := portOwners.m[name]; {
+	switch owner, ok := portOwners.m[id]; {
 	case !ok:
-		portOwners.m[name] = lagg
+		portOwners.m[id] = lagg
 		return nil
 	case owner == lagg:
 		return fmt.Errorf("%s is already a port of %s", name, lagg)
@@ -311,9 +322,9 @@ func claimPort(name, lagg string) error {
 	}
 }
 
-func releasePortName(name string) {
+func unclaimPort(child linkep.Port) {
 	portOwners.Lock()
-	delete(portOwners.m, name)
+	delete(portOwners.m, portIdentity(child))
 	portOwners.Unlock()
 }
 
@@ -331,7 +342,7 @@ func (l *Lagg) AddPort(child linkep.Port, priority uint16) (err error) {
 	if len(l.ports) >= MaxPorts {
 		return fmt.Errorf("lagg %s: cannot add %s: the lagg already has the maximum of %d ports", l.name, name, MaxPorts)
 	}
-	if err := claimPort(name, l.name); err != nil {
+	if err := claimPort(child, l.name); err != nil {
 		return fmt.Errorf("lagg %s: cannot add %s: %w", l.name, name, err)
 	}
 	p := &port{
@@ -351,7 +362,7 @@ func (l *Lagg) AddPort(child linkep.Port, priority uint16) (err error) {
 	}
 	if p.origMTU != mtu {
 		if err := child.SetPortMTU(mtu); err != nil {
-			releasePortName(name)
+			unclaimPort(child)
 			return fmt.Errorf("lagg %s: cannot add %s: it cannot take the lagg's MTU %d: %w", l.name, name, mtu, err)
 		}
 	}
@@ -458,7 +469,7 @@ func (l *Lagg) releasePort(p *port) {
 	}
 	p.child.Leave()
 	p.child.Close()
-	releasePortName(p.name)
+	unclaimPort(p.child)
 	l.mu.Lock()
 	l.slots &^= 1 << p.slot
 	l.mu.Unlock()
@@ -590,25 +601,31 @@ func (l *Lagg) rebuildLocked() {
 	}
 	s.caps, s.gso, s.gsoMax = l.capabilitiesLocked()
 	l.dist = d
+	// Announce only once s is published: the announcement is sent through
+	// the data path and must leave on the new port with the new MAC.
+	announce := false
 	if old != nil {
 		if !d.hashed && len(old.tx) > 0 && len(d.tx) > 0 && old.tx[0] != d.tx[0] {
 			// The failover transmit port moved.
 			n := l.failovers.Add(1)
+			// A failover is timed from the carrier loss that caused it; a
+			// pre-emption or a priority change from now.
 			start := time.Now()
-			if !l.lossAt.IsZero() && start.Sub(l.lossAt) < time.Second {
+			if !old.tx[0].active && !l.lossAt.IsZero() {
 				start = l.lossAt
 			}
+			l.lossAt = time.Time{}
 			s.failover = &failoverClock{start: start, port: d.tx[0]}
 			l.log.Info("transmit port changed", "from", old.tx[0].name, "to", d.tx[0].name, "failovers", n)
-			l.requestAnnounce()
+			announce = true
 		}
 		if old.mac != s.mac {
-			l.requestAnnounce()
+			announce = true
 		}
 		if old.up != s.up {
 			l.log.Info("lagg link changed", "link", upDown(s.up))
 			if s.up {
-				l.requestAnnounce()
+				announce = true
 			}
 		}
 		if s.failover == nil && old.failover != nil && !old.failover.done.Load() && len(d.tx) > 0 && d.tx[0] == old.failover.port {
@@ -616,6 +633,9 @@ func (l *Lagg) rebuildLocked() {
 		}
 	}
 	l.snap.Store(s)
+	if announce {
+		l.requestAnnounce()
+	}
 }
 
 // capabilitiesLocked is the AND of the ports' capabilities plus address
@@ -852,6 +872,11 @@ func (*Lagg) ParseHeader(pkt *stack.PacketBuffer) bool {
 // shim so the lagg knows where a frame came in; nil reaches every port as a
 // literal nil. Ports detached this way cannot be attached again (fdbased
 // endpoints are single-use).
+//
+// The stack calls Attach(nil) with its own lock held, and a port's receive
+// goroutine may be inside the stack waiting for that lock, so the ports are
+// detached (which waits for those goroutines) on another goroutine; from now
+// on the shims drop what they receive. Close waits for the detach.
 func (l *Lagg) Attach(d stack.NetworkDispatcher) {
 	l.mu.Lock()
 	if d == nil {
@@ -864,10 +889,16 @@ func (l *Lagg) Attach(d stack.NetworkDispatcher) {
 		}
 		l.dispatcher = nil
 		l.rebuildLocked()
-		l.mu.Unlock()
-		for _, p := range detach {
-			p.child.Attach(nil)
+		if len(detach) > 0 {
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				for _, p := range detach {
+					p.child.Attach(nil)
+				}
+			}()
 		}
+		l.mu.Unlock()
 		return
 	}
 	defer l.mu.Unlock()
@@ -884,17 +915,11 @@ func (l *Lagg) Attach(d stack.NetworkDispatcher) {
 // IsAttached implements stack.LinkEndpoint.
 func (l *Lagg) IsAttached() bool { return l.snap.Load().dispatcher != nil }
 
-// Wait implements stack.LinkEndpoint: it waits for the ports' goroutines.
-// The stack calls it with its own lock held, so it does not wait for the
-// control goroutine, which may be calling into the stack; Close does.
-func (l *Lagg) Wait() {
-	l.mu.Lock()
-	ports := slices.Clone(l.ports)
-	l.mu.Unlock()
-	for _, p := range ports {
-		p.child.Wait()
-	}
-}
+// Wait implements stack.LinkEndpoint. The stack calls it with its own lock
+// held, so it waits for nothing that may be calling into the stack: not the
+// control goroutine and not the ports' receive goroutines. Close, which the
+// stack calls after releasing its lock, waits for all of them.
+func (l *Lagg) Wait() {}
 
 // Close implements stack.LinkEndpoint. It removes every port, restoring its
 // MAC and MTU, and stops the lagg's goroutines. It is idempotent.

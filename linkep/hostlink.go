@@ -357,3 +357,12 @@ func (h *hostLink) close(restore bool) {
 	h.nl.Close()
 	h.ns.close()
 }
+
+// Identity names the interface uniquely on this host: its network namespace
+// and its name, so a lagg tells equal names in two namespaces apart.
+func (h *hostLink) Identity() string {
+	if k, err := nsKeyOf(h.ns.h); err == nil {
+		return fmt.Sprintf("netns:%d:%d/%s", k.dev, k.ino, h.name)
+	}
+	return h.name
+}
