@@ -853,20 +853,10 @@ func (*Lagg) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwar
 // AddHeader implements stack.LinkEndpoint. The NIC calls it only on the
 // outermost endpoint, so the lagg writes the Ethernet header and the ports
 // send the frame as it is.
-func (*Lagg) AddHeader(pkt *stack.PacketBuffer) {
-	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
-	eth.Encode(&header.EthernetFields{
-		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
-		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
-		Type:    pkt.NetworkProtocolNumber,
-	})
-}
+func (*Lagg) AddHeader(pkt *stack.PacketBuffer) { linkep.AddEthernetHeader(pkt) }
 
 // ParseHeader implements stack.LinkEndpoint.
-func (*Lagg) ParseHeader(pkt *stack.PacketBuffer) bool {
-	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
-	return ok
-}
+func (*Lagg) ParseHeader(pkt *stack.PacketBuffer) bool { return linkep.ParseEthernetHeader(pkt) }
 
 // Attach implements stack.LinkEndpoint. Each port is attached to its own
 // shim so the lagg knows where a frame came in; nil reaches every port as a

@@ -447,10 +447,10 @@ func (*AFPacket) ARPHardwareType() header.ARPHardwareType { return header.ARPHar
 
 // AddHeader implements stack.LinkEndpoint.AddHeader: it pushes the Ethernet
 // header, so a lagg can delegate its AddHeader to a child.
-func (*AFPacket) AddHeader(pkt *stack.PacketBuffer) { addEthernetHeader(pkt) }
+func (*AFPacket) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
 
 // ParseHeader implements stack.LinkEndpoint.ParseHeader.
-func (*AFPacket) ParseHeader(pkt *stack.PacketBuffer) bool { return parseEthernetHeader(pkt) }
+func (*AFPacket) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
 
 // SetOnCloseAction implements stack.LinkEndpoint.SetOnCloseAction. As in
 // fdbased it does nothing: a port never closes itself; it reports Gone.
@@ -465,22 +465,4 @@ func (p *AFPacket) SupportedGSO() stack.SupportedGSO {
 		return stack.GSONotSupported
 	}
 	return stack.HostGSOSupported
-}
-
-func addEthernetHeader(pkt *stack.PacketBuffer) {
-	eth := header.Ethernet(pkt.LinkHeader().Push(ethHdrSize))
-	eth.Encode(&header.EthernetFields{
-		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
-		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
-		Type:    pkt.NetworkProtocolNumber,
-	})
-}
-
-func parseEthernetHeader(pkt *stack.PacketBuffer) bool {
-	b, ok := pkt.LinkHeader().Consume(ethHdrSize)
-	if !ok {
-		return false
-	}
-	pkt.NetworkProtocolNumber = header.Ethernet(b).Type()
-	return true
 }

@@ -346,10 +346,10 @@ func (*TAP) MaxHeaderLength() uint16 { return ethHdrSize }
 func (*TAP) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
 
 // AddHeader implements stack.LinkEndpoint.AddHeader.
-func (*TAP) AddHeader(pkt *stack.PacketBuffer) { addEthernetHeader(pkt) }
+func (*TAP) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
 
 // ParseHeader implements stack.LinkEndpoint.ParseHeader.
-func (*TAP) ParseHeader(pkt *stack.PacketBuffer) bool { return parseEthernetHeader(pkt) }
+func (*TAP) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
 
 // SetOnCloseAction implements stack.LinkEndpoint.SetOnCloseAction; a port
 // never closes itself.

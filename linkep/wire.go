@@ -226,20 +226,10 @@ func (*WireEnd) ARPHardwareType() header.ARPHardwareType { return header.ARPHard
 
 // AddHeader implements stack.LinkEndpoint, so a WireEnd can also be a plain
 // NIC of a stack without a lagg.
-func (*WireEnd) AddHeader(pkt *stack.PacketBuffer) {
-	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
-	eth.Encode(&header.EthernetFields{
-		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
-		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
-		Type:    pkt.NetworkProtocolNumber,
-	})
-}
+func (*WireEnd) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
 
 // ParseHeader implements stack.LinkEndpoint.
-func (*WireEnd) ParseHeader(pkt *stack.PacketBuffer) bool {
-	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
-	return ok
-}
+func (*WireEnd) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
 
 // Attach implements stack.LinkEndpoint. A non-nil dispatcher starts the
 // delivery goroutine; nil stops it and waits for it.
