@@ -2,7 +2,7 @@ package lagg_test
 
 import (
 	"bytes"
-	"encoding/binary"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -70,16 +70,20 @@ func TestFailoverPullActiveLink(t *testing.T) {
 // TestFailoverRxAll: with rx-all off, frames arriving on the standby port
 // are dropped, counted and never reach the stack; with it on they do.
 func TestFailoverRxAll(t *testing.T) {
-	p := newPair(t, "failover", 2, func(side int, o *lagg.Options) {
-		o.RxAll = side == 1 // A: off, B: on
-	})
+	// B adds its wire-1 end first, so B transmits on wire 1 from the start
+	// (before its stack says anything) while A transmits on wire 0: all B
+	// sends arrives on A's standby port.
+	id := nextID()
+	w0, w1 := newWire(id, 0), newWire(id, 1)
+	p := newPairWith(t, id, "failover", []*linkep.Wire{w0, w1},
+		[]linkep.Port{w0.A, w1.A}, []linkep.Port{w1.B, w0.B},
+		func(side int, o *lagg.Options) { o.RxAll = side == 1 }) // A: off, B: on
 	a := p.a.l
 	if got := a.Status().Failover; got == nil || got.RxAll {
 		t.Fatalf("A failover status: got %+v, want RxAll false", got)
 	}
-	// B prefers its port 1, so everything B sends arrives on A's standby port.
-	if err := p.b.l.SetPortPriority(p.portB(1), 1); err != nil {
-		t.Fatal(err)
+	if got := a.Status().TxPort; got != p.portA(0) {
+		t.Fatalf("A TxPort: got %q, want %q", got, p.portA(0))
 	}
 	if got := p.b.l.Status().TxPort; got != p.portB(1) {
 		t.Fatalf("B TxPort: got %q, want %q", got, p.portB(1))
@@ -254,49 +258,47 @@ func hasAnnouncement(got []announcement, want announcement) bool {
 
 // TestAnnounceOnFailoverAndMACChange: pulling the active port makes the
 // stack announce its IPv4 and IPv6 addresses on the new port (gratuitous
-// ARP, unsolicited NA with override); so does a MAC change.
+// ARP, unsolicited NA with override); so does a MAC change. Each is done
+// several times: the announcement must go out on the new port with the new
+// MAC every time, not just usually.
 func TestAnnounceOnFailoverAndMACChange(t *testing.T) {
 	p := newPair(t, "failover", 2, nil)
 	a := p.a.l
 	v4 := tcpip.AddrFromSlice(p.a.addr.Addr().AsSlice())
 	v6 := tcpip.AddrFromSlice(v6A.AsSlice())
 	laggMAC := a.LinkAddress()
+	want := func(mac tcpip.LinkAddress) []announcement {
+		return []announcement{
+			{kind: "garp", srcMAC: mac, addr: v4, mac: mac},
+			{kind: "na", srcMAC: mac, addr: v6, mac: mac},
+		}
+	}
 
 	seen1 := announcements(p.wires[1], p.wires[1].A)
-	p.wires[0].SetLinkUp(false)
-	for _, want := range []announcement{
-		{kind: "garp", srcMAC: laggMAC, addr: v4, mac: laggMAC},
-		{kind: "na", srcMAC: laggMAC, addr: v6, mac: laggMAC},
-	} {
-		waitFor(t, 10*time.Second, want.kind+" on the new port", func() bool { return hasAnnouncement(seen1(), want) })
+	for i := range 10 {
+		before := len(seen1())
+		p.wires[0].SetLinkUp(false)
+		for _, w := range want(laggMAC) {
+			waitFor(t, 10*time.Second, fmt.Sprintf("failover %d: %s on the new port", i, w.kind),
+				func() bool { return hasAnnouncement(seen1()[before:], w) })
+		}
+		p.wires[0].SetLinkUp(true)
 	}
 
-	newMAC := tcpip.LinkAddress("\x02\xaa\xbb\xcc\xdd\xee")
-	before := len(seen1())
-	if err := a.SetMAC(newMAC); err != nil {
-		t.Fatal(err)
+	seen0 := announcements(p.wires[0], p.wires[0].A)
+	for i := range 10 {
+		newMAC := tcpip.LinkAddress([]byte{0x02, 0xaa, 0xbb, 0xcc, 0xdd, byte(i)})
+		before := len(seen0())
+		if err := a.SetMAC(newMAC); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want(newMAC) {
+			waitFor(t, 10*time.Second, fmt.Sprintf("MAC change %d: %s with the new MAC", i, w.kind),
+				func() bool { return hasAnnouncement(seen0()[before:], w) })
+		}
 	}
-	for _, want := range []announcement{
-		{kind: "garp", srcMAC: newMAC, addr: v4, mac: newMAC},
-		{kind: "na", srcMAC: newMAC, addr: v6, mac: newMAC},
-	} {
-		waitFor(t, 10*time.Second, want.kind+" after the MAC change", func() bool { return hasAnnouncement(seen1()[before:], want) })
-	}
-	// The peer learned the new MAC: traffic still flows.
+	// A peer that has no entry for us yet resolves the new MAC.
 	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
-		t.Fatalf("ping after the MAC change: %v", err)
+		t.Fatalf("ping after the MAC changes: %v", err)
 	}
-}
-
-// frameTo returns a minimal Ethernet+IPv4+TCP frame from src to dst.
-func frameTCP4(srcMAC, dstMAC tcpip.LinkAddress, src, dst [4]byte, sport, dport uint16) []byte {
-	f := make([]byte, header.EthernetMinimumSize+header.IPv4MinimumSize+header.TCPMinimumSize)
-	header.Ethernet(f).Encode(&header.EthernetFields{SrcAddr: srcMAC, DstAddr: dstMAC, Type: header.IPv4ProtocolNumber})
-	ip := header.IPv4(f[header.EthernetMinimumSize:])
-	ip.Encode(&header.IPv4Fields{TotalLength: header.IPv4MinimumSize + header.TCPMinimumSize, TTL: 64,
-		Protocol: uint8(header.TCPProtocolNumber), SrcAddr: tcpip.AddrFrom4(src), DstAddr: tcpip.AddrFrom4(dst)})
-	tcp := f[header.EthernetMinimumSize+header.IPv4MinimumSize:]
-	binary.BigEndian.PutUint16(tcp[0:], sport)
-	binary.BigEndian.PutUint16(tcp[2:], dport)
-	return f
 }

@@ -28,7 +28,7 @@ func (p *refusingPort) SetPortMTU(mtu uint32) error {
 
 // goneablePort is a wire end whose interface can vanish (linkep.Gone).
 type goneablePort struct {
-	*linkep.WireEnd
+	keptPort
 	mu sync.Mutex
 	h  func(linkep.Event)
 }

@@ -34,11 +34,20 @@ var discard = slog.New(slog.DiscardHandler)
 
 // node is one gVisor stack whose only NIC is a lagg.
 type node struct {
-	s     *gstack.Stack
-	l     *lagg.Lagg
-	addr  netip.Prefix
-	once  sync.Once
-	ports []linkep.Port
+	s    *gstack.Stack
+	l    *lagg.Lagg
+	addr netip.Prefix
+	once sync.Once
+	// wedged is set when a test saw the stack hang on teardown: cleanups
+	// then leave it alone rather than hang the test binary too.
+	wedged atomic.Bool
+
+	// announceMu keeps announcements out of the stack's teardown: if the
+	// NIC goes away under ustack.Announce, gVisor's WritePacketToRemote
+	// drops the payload without releasing it, which the leak check reports.
+	announceMu sync.RWMutex
+	// +checklocks:announceMu
+	stopped bool
 }
 
 const nicID = 1
@@ -76,23 +85,43 @@ func newNode(t *testing.T, opts lagg.Options, addr string, ports []linkep.Port) 
 		l.Close()
 		t.Fatal(err)
 	}
-	n := &node{s: s, l: l, addr: netip.MustParsePrefix(addr), ports: ports}
+	n := &node{s: s, l: l, addr: netip.MustParsePrefix(addr)}
 	t.Cleanup(n.close)
 	if err := ustack.AddInterface(s, nicID, opts.Name, l, []netip.Prefix{n.addr}); err != nil {
 		t.Fatal(err)
 	}
-	l.SetAnnouncer(func() { _ = ustack.Announce(s, nicID) })
+	l.SetAnnouncer(func() {
+		n.announceMu.RLock()
+		defer n.announceMu.RUnlock()
+		if !n.stopped {
+			_ = ustack.Announce(s, nicID)
+		}
+	})
 	return n
 }
 
 func (n *node) close() {
+	if n.wedged.Load() {
+		return
+	}
 	n.once.Do(func() {
 		n.stopStack()
 		n.l.Close()
 	})
 }
 
+// stopAnnouncing waits for a running announcement and stops later ones.
+func (n *node) stopAnnouncing() {
+	n.announceMu.Lock()
+	n.stopped = true
+	n.announceMu.Unlock()
+}
+
 func (n *node) stopStack() {
+	if n.wedged.Load() {
+		return
+	}
+	n.stopAnnouncing()
 	n.s.Close()
 	n.s.Wait()
 }
@@ -128,7 +157,30 @@ func newPair(t *testing.T, proto string, nports int, tweak func(side int, o *lag
 	return newPairWith(t, id, proto, wires, aPorts, bPorts, tweak)
 }
 
+// keptPort is a wire end whose Close only stops delivery; the pair drains
+// its wires once both stacks have stopped. A linkep.Wire end goes on
+// accepting frames after it was closed and never releases them, and a
+// sender that found the wire passing can queue a frame just after a drain,
+// so draining earlier would leak frames now and then (the leak check in
+// TestMain sees them).
+type keptPort struct{ *linkep.WireEnd }
+
+func (p keptPort) Close() { p.Attach(nil) }
+
+// keep wraps the plain wire ends among ports in keptPort.
+func keep(ports []linkep.Port) []linkep.Port {
+	out := make([]linkep.Port, len(ports))
+	for i, p := range ports {
+		if we, ok := p.(*linkep.WireEnd); ok {
+			p = keptPort{we}
+		}
+		out[i] = p
+	}
+	return out
+}
+
 // newPairWith builds a pair over ports the caller made (fakes included).
+// Fakes that embed a wire end should embed a keptPort.
 func newPairWith(t *testing.T, id int64, proto string, wires []*linkep.Wire, aPorts, bPorts []linkep.Port, tweak func(side int, o *lagg.Options)) *pair {
 	t.Helper()
 	oa, ob := options(fmt.Sprintf("laggA%d", id), proto), options(fmt.Sprintf("laggB%d", id), proto)
@@ -137,24 +189,37 @@ func newPairWith(t *testing.T, id int64, proto string, wires []*linkep.Wire, aPo
 		tweak(1, &ob)
 	}
 	p := &pair{wires: wires}
-	p.a = newNode(t, oa, "10.0.0.1/24", aPorts)
-	p.b = newNode(t, ob, "10.0.0.2/24", bPorts)
+	// Runs after both nodes have closed (cleanups run last-in first-out).
+	t.Cleanup(func() {
+		if p.a.wedged.Load() || p.b.wedged.Load() {
+			return
+		}
+		for _, w := range p.wires {
+			w.A.Close()
+			w.B.Close()
+		}
+	})
+	p.a = newNode(t, oa, "10.0.0.1/24", keep(aPorts))
+	p.b = newNode(t, ob, "10.0.0.2/24", keep(bPorts))
 	if err := ustack.AddAddress(p.a.s, nicID, netip.MustParsePrefix("fd00::1/64")); err != nil {
 		t.Fatal(err)
 	}
 	if err := ustack.AddAddress(p.b.s, nicID, netip.MustParsePrefix("fd00::2/64")); err != nil {
 		t.Fatal(err)
 	}
-	// Runs before the nodes' own cleanups: stop both stacks before either
-	// lagg closes its wires, so no frame is sent into a wire end that was
-	// already drained (it would never be released).
-	t.Cleanup(func() {
-		p.a.stopStack()
-		p.b.stopStack()
-		p.a.close()
-		p.b.close()
-	})
+	// Runs before the nodes' own cleanups.
+	t.Cleanup(p.quiesce)
 	return p
+}
+
+// quiesce stops every wire from passing frames and drops its carrier, so
+// the frames still queued are dropped rather than delivered into a stack
+// that is closing.
+func (p *pair) quiesce() {
+	for _, w := range p.wires {
+		w.SetPassing(false)
+		w.SetLinkUp(false)
+	}
 }
 
 // portA and portB name port i of each side.
@@ -460,10 +525,18 @@ func (x *transfer) wait(t *testing.T) {
 	}
 }
 
-// goroutineBaseline returns a check that goroutines come back to within
-// slack of the count now.
+// goroutineBaseline returns a check that goroutines come back to the count
+// now, taken once goroutines of earlier tests have finished exiting.
 func goroutineBaseline(t *testing.T) func() {
 	before := runtime.NumGoroutine()
+	for stable, deadline := 0, time.Now().Add(2*time.Second); stable < 5 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		if now := runtime.NumGoroutine(); now < before {
+			before, stable = now, 0
+		} else {
+			stable++
+		}
+	}
 	return func() {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
