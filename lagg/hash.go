@@ -212,9 +212,3 @@ func hashHeaders(layers HashLayers, eth, l3, l4 []byte) uint32 {
 	}
 	return h.sum()
 }
-
-// pickIndex maps a 32-bit hash onto [0, n) without a division (Lemire's
-// multiply-shift), which is also fair when n is not a power of two.
-func pickIndex(hash uint32, n int) int {
-	return int((uint64(hash) * uint64(n)) >> 32)
-}

@@ -136,6 +136,7 @@ type options struct {
 type snapshot struct {
 	tx         []*port
 	hashed     bool
+	flows      *flowTable // with hashed: where each flow bucket goes
 	rx         uint64
 	up         bool
 	layers     HashLayers
@@ -255,10 +256,16 @@ func (l *Lagg) requestAnnounce() {
 // frames, protocol timers and announcements.
 func (l *Lagg) routineControl() {
 	defer l.wg.Done()
+	age := time.NewTicker(flowAgeInterval)
+	defer age.Stop()
 	for {
 		select {
 		case <-l.stopCh:
 			return
+		case <-age.C:
+			if ft := l.snap.Load().flows; ft != nil {
+				ft.age()
+			}
 		case cf := <-l.ctlQ:
 			l.mu.Lock()
 			if !cf.port.removed && !l.closed && !l.proto.controlFrame(cf.port, cf.frame) {
@@ -328,11 +335,11 @@ func unclaimPort(child linkep.Port) {
 	portOwners.Unlock()
 }
 
-// AddPort adds child with a priority (smaller is preferred). The lagg takes
-// ownership of child: from now on it is closed by the lagg, also when AddPort
-// fails after the port was claimed. The port gets the lagg's MAC and MTU;
-// the add fails if it cannot take the MTU.
-func (l *Lagg) AddPort(child linkep.Port, priority uint16) (err error) {
+// AddPort adds child with a priority (smaller is preferred). The port gets
+// the lagg's MAC and MTU; the add fails if it cannot take the MTU. Once
+// AddPort succeeds the lagg owns child and closes it when the port leaves;
+// when AddPort fails, child is untouched and still the caller's.
+func (l *Lagg) AddPort(child linkep.Port, priority uint16) error {
 	name := child.Name()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -600,6 +607,13 @@ func (l *Lagg) rebuildLocked() {
 		dispatcher: l.dispatcher,
 	}
 	s.caps, s.gso, s.gsoMax = l.capabilitiesLocked()
+	if d.hashed {
+		if old != nil && old.hashed && slices.Equal(old.tx, d.tx) {
+			s.flows = old.flows // same ports: flows stay where they are
+		} else {
+			s.flows = new(flowTable)
+		}
+	}
 	l.dist = d
 	// Announce only once s is published: the announcement is sent through
 	// the data path and must leave on the new port with the new MAC.
@@ -969,10 +983,10 @@ func (l *Lagg) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		return s.tx[0].write(s, pkts)
 	}
 	all := pkts.AsSlice()
-	first := s.tx[pickIndex(hashPacket(all[0], s.layers), n)]
+	first := s.pick(all[0])
 	mixed := false
 	for _, pkt := range all[1:] {
-		if s.tx[pickIndex(hashPacket(pkt, s.layers), n)] != first {
+		if s.pick(pkt) != first {
 			mixed = true
 			break
 		}
@@ -981,12 +995,12 @@ func (l *Lagg) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		return first.write(s, pkts)
 	}
 	// A batch that spans flows (only a queueing discipline builds those):
-	// one list per frame.
+	// one list per frame, which costs an allocation each.
 	sent := 0
 	for _, pkt := range all {
 		var one stack.PacketBufferList
 		one.PushBack(pkt)
-		m, err := s.tx[pickIndex(hashPacket(pkt, s.layers), n)].write(s, one)
+		m, err := s.pick(pkt).write(s, one)
 		sent += m
 		if err != nil {
 			return sent, err
@@ -1013,7 +1027,7 @@ func (s *snapshot) pick(pkt *stack.PacketBuffer) *port {
 	case n == 1 || !s.hashed:
 		return s.tx[0]
 	}
-	return s.tx[pickIndex(hashPacket(pkt, s.layers), n)]
+	return s.tx[s.flows.port(hashPacket(pkt, s.layers), n)]
 }
 
 // controlInput queues a slow-protocols frame for the control goroutine.

@@ -84,6 +84,10 @@ type WireEnd struct {
 	passing  atomic.Bool // frames sent from this end reach the peer
 	observer atomic.Pointer[func(from *WireEnd, frame []byte)]
 	inbound  chan *stack.PacketBuffer
+	// inMu orders senders (read side) against Close (write side), so no frame
+	// is queued on a closed end, where nothing would release it.
+	inMu     sync.RWMutex
+	inClosed bool
 
 	// Counters, read by tests.
 	TxFrames, RxFrames, Dropped atomic.Uint64
@@ -265,9 +269,13 @@ func (e *WireEnd) IsAttached() bool {
 // Wait implements stack.LinkEndpoint.
 func (e *WireEnd) Wait() { e.wg.Wait() }
 
-// Close implements stack.LinkEndpoint. It drops queued frames.
+// Close implements stack.LinkEndpoint. It drops queued frames, and frames
+// sent to it from now on.
 func (e *WireEnd) Close() {
 	e.Attach(nil)
+	e.inMu.Lock()
+	e.inClosed = true
+	e.inMu.Unlock()
 	for {
 		select {
 		case pkt := <-e.inbound:
@@ -307,15 +315,29 @@ func (e *WireEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		}
 		// A fresh packet without header offsets, as a real receiver gets.
 		frame := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
-		select {
-		case e.peer.inbound <- frame:
-			e.TxFrames.Add(1)
-		default:
+		if !e.peer.enqueue(frame) {
 			frame.DecRef()
 			e.Dropped.Add(1)
+			continue
 		}
+		e.TxFrames.Add(1)
 	}
 	return n, nil
+}
+
+// enqueue queues a frame unless the end is closed or its queue is full.
+func (e *WireEnd) enqueue(frame *stack.PacketBuffer) bool {
+	e.inMu.RLock()
+	defer e.inMu.RUnlock()
+	if e.inClosed {
+		return false
+	}
+	select {
+	case e.inbound <- frame:
+		return true
+	default:
+		return false
+	}
 }
 
 // routineDeliver hands queued frames to the dispatcher, filtering as a NIC does.
