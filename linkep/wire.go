@@ -251,6 +251,10 @@ func (e *WireEnd) Attach(d stack.NetworkDispatcher) {
 		return
 	}
 	e.dispatcher = d
+	// A closed end is opened again, as a host interface can be.
+	e.inMu.Lock()
+	e.inClosed = false
+	e.inMu.Unlock()
 	if e.stop == nil {
 		e.stop = make(chan struct{})
 		e.wg.Add(1)
@@ -270,7 +274,7 @@ func (e *WireEnd) IsAttached() bool {
 func (e *WireEnd) Wait() { e.wg.Wait() }
 
 // Close implements stack.LinkEndpoint. It drops queued frames, and frames
-// sent to it from now on.
+// sent to it until it is attached again.
 func (e *WireEnd) Close() {
 	e.Attach(nil)
 	e.inMu.Lock()
