@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/lagg"
 )
 
 // An Open vSwitch LACP partner (see shared/notes/lab-lacp-partner.md):
@@ -23,7 +25,7 @@ import (
 // members are veths to the lagg's ports, and one plain port to a kernel
 // host:
 //
-//	<lab>-ol: ulitop0..N-1 (lagg ports) ─veth─ <lab>-osw: ulitos0..N-1 (bond ulitobond)
+//	<lab>-ol: ulitoXp0..N-1 (lagg ports) ─veth─ <lab>-osw: ulitoXs0..N-1 (bond ulitobond)
 //	                                            <lab>-osw: ulitosh ─veth─ <lab>-oh: ulitoh0 hostIP
 //
 // Namespaces and interfaces start with testPrefix so TestMain's leftover
@@ -65,6 +67,9 @@ func ovsRequire(t *testing.T) {
 	}
 }
 
+// ovsSeq numbers the topologies this process builds.
+var ovsSeq atomic.Int32
+
 const ovsSchema = "/usr/share/openvswitch/vswitch.ovsschema"
 
 // ovsStart builds the topology with n bond members and starts the switch
@@ -84,27 +89,43 @@ func ovsStart(t *testing.T, n int, ltime string) *ovsSwitch {
 			t.Fatal(err)
 		}
 	}
+	// The host's veth first: it shifts the switch side's ifindexes, so a
+	// lagg port and its peer never share one. A veth whose ifindex equals
+	// its peer's (each in a fresh namespace) has its carrier changes
+	// treated as non-urgent by the kernel's linkwatch, which then batches
+	// them for up to a second (measured: 0.47-0.8 s late RTM_NEWLINK);
+	// that would time the kernel, not the lagg. Physical NICs are in that
+	// non-urgent class too.
+	if err := lb.Veth(ovsHostVeth, o.host, ovsHostPort, o.sw); err != nil {
+		t.Fatal(err)
+	}
+	// Port names differ from one topology to the next (ulitoap0,
+	// ulitobp0, ...). At the time of writing the lagg's process-wide port
+	// registry can keep a closed port's entry (releasePort unclaims after
+	// Close, when Identity no longer sees the namespace), and a new
+	// namespace may get the old one's inode: "already a port of lagg0".
+	tag := 'a' + rune((ovsSeq.Add(1)-1)%26)
 	for i := range n {
-		p, m := fmt.Sprintf("%sop%d", testPrefix, i), fmt.Sprintf("%sos%d", testPrefix, i)
+		p, m := fmt.Sprintf("%so%cp%d", testPrefix, tag, i), fmt.Sprintf("%so%cs%d", testPrefix, tag, i)
 		if err := lb.Veth(p, o.lag, m, o.sw); err != nil {
 			t.Fatal(err)
 		}
 		o.ports, o.member = append(o.ports, p), append(o.member, m)
 	}
-	if err := lb.Veth(ovsHostVeth, o.host, ovsHostPort, o.sw); err != nil {
-		t.Fatal(err)
-	}
 	ovsRun(t, "ip", "-n", o.host, "addr", "add", hostIP+"/24", "dev", ovsHostVeth)
-	// Quirk 1 of the notes: with the veth's tx checksum offload the kernel
-	// host sends partial TCP checksums, which OVS (reading with AF_PACKET)
-	// forwards as they are; by the time they reach the lagg's veths they
-	// are just wrong. This also turns TSO off (no 64 KB frames).
+	// Quirk 1 of the notes: the kernel host's veth offloads TCP
+	// segmentation and checksums, and OVS, reading with AF_PACKET, forwards
+	// what it gets as it is. The 64 KB TSO frames are what breaks: OVS
+	// drops them ("Dropped packet: Too big"). The partial checksums alone
+	// would pass (measured with `tso off gso off` only: the 256 MiB echo is
+	// intact), since the lagg's AF_PACKET ports claim RX checksum offload
+	// and gVisor does not check them. tx off turns off both.
 	if _, err := exec.LookPath("ethtool"); err == nil {
 		ovsRun(t, "ip", "netns", "exec", o.host, "ethtool", "-K", ovsHostVeth, "tx", "off")
 	} else if os.Getenv("CI") == "true" {
 		t.Fatal("ethtool not installed (CI=true)")
 	} else {
-		t.Skip("ethtool not installed: the kernel host's partial checksums would not survive OVS")
+		t.Skip("ethtool not installed: the kernel host's TSO frames would not cross OVS")
 	}
 
 	o.run = t.TempDir() // removed after the daemons stop (cleanups run last-in first-out)
@@ -238,6 +259,7 @@ func ovsRun(t *testing.T, args ...string) {
 
 // ovsLACP is what `ovs-appctl lacp/show` says about the bond.
 type ovsLACP struct {
+	sysID   string // OVS's own system ID
 	status  string // "active negotiated", ...
 	time    string // lacp_time: fast or slow
 	members map[string]*ovsMember
@@ -301,6 +323,8 @@ func parseLACPShow(out string) (*ovsLACP, error) {
 			continue
 		}
 		switch {
+		case cur == nil && key == "sys_id":
+			r.sysID = val
 		case cur == nil && key == "status":
 			r.status = val
 		case cur == nil && key == "lacp_time":
@@ -335,6 +359,25 @@ func (o *ovsSwitch) allDistributing(sysid string) bool {
 		}
 	}
 	return true
+}
+
+// diag logs what the switch, the host and the lagg counted, for a failure.
+func (o *ovsSwitch) diag(t *testing.T, l *lagg.Lagg) {
+	t.Helper()
+	st := l.Status()
+	for _, ps := range st.Ports {
+		t.Logf("ulagg %s: link %v flags %v counters %+v lacp mux %s rx %s", ps.Name, ps.LinkUp, ps.Flags, ps.Counters, ps.LACP.Mux, ps.LACP.Rx)
+	}
+	t.Logf("ulagg lagg: up %v counters %+v", st.Up, st.Counters)
+	if out, err := o.appctl("dpctl/show", "-s"); err == nil {
+		t.Logf("ovs dpctl/show -s:\n%s", out)
+	}
+	if out, err := o.appctl("bond/show", o.bond); err == nil {
+		t.Logf("ovs bond/show:\n%s", out)
+	}
+	if out, err := lab.Output("ip", "netns", "exec", o.host, "ss", "-tni"); err == nil {
+		t.Logf("host ss -tni:\n%s", out)
+	}
 }
 
 func tailString(s string, n int) string {

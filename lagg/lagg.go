@@ -314,24 +314,26 @@ func portIdentity(child linkep.Port) string {
 	return child.Name()
 }
 
-func claimPort(child linkep.Port, lagg string) error {
+// claimPort registers child for lagg and returns its identity, which
+// unclaimPort takes back (a closed port may no longer know its namespace).
+func claimPort(child linkep.Port, lagg string) (string, error) {
 	id, name := portIdentity(child), child.Name()
 	portOwners.Lock()
 	defer portOwners.Unlock()
 	switch owner, ok := portOwners.m[id]; {
 	case !ok:
 		portOwners.m[id] = lagg
-		return nil
+		return id, nil
 	case owner == lagg:
-		return fmt.Errorf("%s is already a port of %s", name, lagg)
+		return "", fmt.Errorf("%s is already a port of %s", name, lagg)
 	default:
-		return fmt.Errorf("%s is a port of another lagg, %s", name, owner)
+		return "", fmt.Errorf("%s is a port of another lagg, %s", name, owner)
 	}
 }
 
-func unclaimPort(child linkep.Port) {
+func unclaimPort(id string) {
 	portOwners.Lock()
-	delete(portOwners.m, portIdentity(child))
+	delete(portOwners.m, id)
 	portOwners.Unlock()
 }
 
@@ -349,17 +351,19 @@ func (l *Lagg) AddPort(child linkep.Port, priority uint16) error {
 	if len(l.ports) >= MaxPorts {
 		return fmt.Errorf("lagg %s: cannot add %s: the lagg already has the maximum of %d ports", l.name, name, MaxPorts)
 	}
-	if err := claimPort(child, l.name); err != nil {
+	id, err := claimPort(child, l.name)
+	if err != nil {
 		return fmt.Errorf("lagg %s: cannot add %s: %w", l.name, name, err)
 	}
 	p := &port{
-		l:       l,
-		child:   child,
-		name:    name,
-		prio:    priority,
-		seq:     l.seq,
-		origMAC: child.LinkAddress(),
-		origMTU: child.MTU(),
+		l:        l,
+		child:    child,
+		name:     name,
+		identity: id,
+		prio:     priority,
+		seq:      l.seq,
+		origMAC:  child.LinkAddress(),
+		origMTU:  child.MTU(),
 	}
 	for p.slot = 0; l.slots&(1<<p.slot) != 0; p.slot++ {
 	}
@@ -369,7 +373,7 @@ func (l *Lagg) AddPort(child linkep.Port, priority uint16) error {
 	}
 	if p.origMTU != mtu {
 		if err := child.SetPortMTU(mtu); err != nil {
-			unclaimPort(child)
+			unclaimPort(id)
 			return fmt.Errorf("lagg %s: cannot add %s: it cannot take the lagg's MTU %d: %w", l.name, name, mtu, err)
 		}
 	}
@@ -476,7 +480,7 @@ func (l *Lagg) releasePort(p *port) {
 	}
 	p.child.Leave()
 	p.child.Close()
-	unclaimPort(p.child)
+	unclaimPort(p.identity)
 	l.mu.Lock()
 	l.slots &^= 1 << p.slot
 	l.mu.Unlock()

@@ -13,11 +13,12 @@ import (
 // port is one member of a lagg. It is also the dispatcher its child
 // delivers to, which is how the lagg knows where a frame came in.
 type port struct {
-	l     *Lagg
-	child linkep.Port
-	name  string
-	slot  int    // bit in snapshot.rx; fixed for the port's life
-	seq   uint64 // insertion order, breaks priority ties
+	l        *Lagg
+	child    linkep.Port
+	name     string
+	identity string // the interface behind the port, unique on the host
+	slot     int    // bit in snapshot.rx; fixed for the port's life
+	seq      uint64 // insertion order, breaks priority ties
 
 	origMAC tcpip.LinkAddress
 	origMTU uint32

@@ -105,24 +105,26 @@ var (
 func Announce(s *gstack.Stack, id tcpip.NICID) error {
 	mac := s.NICInfo()[id].LinkAddress
 	var firstErr error
+	send := func(addr tcpip.Address, dst tcpip.LinkAddress, proto tcpip.NetworkProtocolNumber, b []byte) {
+		payload := buffer.MakeWithData(b)
+		err := s.WritePacketToRemote(id, dst, proto, payload)
+		if _, gone := err.(*tcpip.ErrUnknownDevice); gone {
+			payload.Release() // the stack returns before taking it
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("announce %s: %s", addr, err)
+		}
+	}
 	for _, pa := range s.AllAddresses()[id] {
-		var err tcpip.Error
+		addr := pa.AddressWithPrefix.Address
 		switch pa.Protocol {
 		case ipv4.ProtocolNumber:
 			// Linux updates its neighbour entries from the request form,
 			// gVisor only from replies: send both.
-			for _, op := range []header.ARPOp{header.ARPRequest, header.ARPReply} {
-				if e := s.WritePacketToRemote(id, header.EthernetBroadcastAddress, arp.ProtocolNumber, buffer.MakeWithData(gratuitousARP(mac, pa.AddressWithPrefix.Address, op))); e != nil {
-					err = e
-				}
-			}
+			send(addr, header.EthernetBroadcastAddress, arp.ProtocolNumber, gratuitousARP(mac, addr, header.ARPRequest))
+			send(addr, header.EthernetBroadcastAddress, arp.ProtocolNumber, gratuitousARP(mac, addr, header.ARPReply))
 		case ipv6.ProtocolNumber:
-			err = s.WritePacketToRemote(id, ipv6AllNodesMAC, ipv6.ProtocolNumber, buffer.MakeWithData(unsolicitedNA(mac, pa.AddressWithPrefix.Address)))
-		default:
-			continue
-		}
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("announce %s: %s", pa.AddressWithPrefix.Address, err)
+			send(addr, ipv6AllNodesMAC, ipv6.ProtocolNumber, unsolicitedNA(mac, addr))
 		}
 	}
 	return firstErr
