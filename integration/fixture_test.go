@@ -109,12 +109,16 @@ func requireRoot(t testing.TB) {
 func newLab(t testing.TB) *lab.Lab {
 	t.Helper()
 	requireRoot(t)
+	// The name hashes the test and this process, so two runs at once (a
+	// developer's and CI's) never take or delete each other's namespaces.
 	h := fnv.New32a()
-	h.Write([]byte(t.Name()))
-	lb, err := lab.New(fmt.Sprintf("%s%04x", testPrefix, h.Sum32()&0xffff))
+	fmt.Fprintf(h, "%s/%d", t.Name(), os.Getpid())
+	prefix := fmt.Sprintf("%s%04x", testPrefix, h.Sum32()&0xffff)
+	lb, err := lab.New(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
+	labPrefixes.Store(prefix, true)
 	t.Cleanup(func() {
 		if err := lb.Close(); err != nil {
 			t.Errorf("lab cleanup: %v", err)
@@ -721,6 +725,9 @@ func numFDs() int {
 
 // leftovers lists namespaces, and interfaces of the root namespace, whose
 // names start with testPrefix.
+// labPrefixes holds the namespace prefixes this process used.
+var labPrefixes sync.Map
+
 func leftovers() ([]string, error) {
 	var out []string
 	nss, err := lab.Namespaces()
@@ -728,7 +735,7 @@ func leftovers() ([]string, error) {
 		return nil, err
 	}
 	for _, ns := range nss {
-		if strings.HasPrefix(ns, testPrefix) {
+		if _, ours := labPrefixes.Load(strings.SplitN(ns, "-", 2)[0]); ours {
 			out = append(out, "netns "+ns)
 		}
 	}
