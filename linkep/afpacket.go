@@ -434,28 +434,6 @@ func (p *AFPacket) SetLinkAddress(addr tcpip.LinkAddress) {
 
 func isUnicastMAC(a tcpip.LinkAddress) bool { return len(a) == 6 && a[0]&1 == 0 }
 
-// Capabilities implements stack.LinkEndpoint.Capabilities.
-func (p *AFPacket) Capabilities() stack.LinkEndpointCapabilities {
-	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
-}
-
-// MaxHeaderLength implements stack.LinkEndpoint.MaxHeaderLength.
-func (*AFPacket) MaxHeaderLength() uint16 { return ethHdrSize }
-
-// ARPHardwareType implements stack.LinkEndpoint.ARPHardwareType.
-func (*AFPacket) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
-
-// AddHeader implements stack.LinkEndpoint.AddHeader: it pushes the Ethernet
-// header, so a lagg can delegate its AddHeader to a child.
-func (*AFPacket) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
-
-// ParseHeader implements stack.LinkEndpoint.ParseHeader.
-func (*AFPacket) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
-
-// SetOnCloseAction implements stack.LinkEndpoint.SetOnCloseAction. As in
-// fdbased it does nothing: a port never closes itself; it reports Gone.
-func (*AFPacket) SetOnCloseAction(func()) {}
-
 // GSOMaxSize implements stack.GSOEndpoint.
 func (p *AFPacket) GSOMaxSize() uint32 { return p.gsoMax }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 var errClosed = errors.New("port closed")
@@ -366,3 +368,27 @@ func (h *hostLink) Identity() string {
 	}
 	return h.name
 }
+
+// Capabilities implements stack.LinkEndpoint. RX checksum offload: veth
+// peers and the host kernel send TCP/UDP with partial checksums, which gVisor
+// would reject (runsc makes the same choice). AFPacket and TAP claim the
+// same, so a lagg mixing them (it ANDs capabilities) keeps it.
+func (*hostLink) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
+}
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (*hostLink) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (*hostLink) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint, so a lagg may delegate to a port.
+func (*hostLink) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
+
+// ParseHeader implements stack.LinkEndpoint.
+func (*hostLink) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
+
+// SetOnCloseAction implements stack.LinkEndpoint. As in fdbased it does
+// nothing: a host port never closes itself; it reports Gone.
+func (*hostLink) SetOnCloseAction(func()) {}

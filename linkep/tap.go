@@ -331,30 +331,6 @@ func (t *TAP) LinkAddress() tcpip.LinkAddress {
 // SetLinkAddress implements stack.LinkEndpoint.SetLinkAddress.
 func (t *TAP) SetLinkAddress(addr tcpip.LinkAddress) { t.setAddr(addr) }
 
-// Capabilities implements stack.LinkEndpoint.Capabilities. RX checksum
-// offload matches AFPacket's, so a lagg mixing both (it ANDs capabilities)
-// keeps accepting veth's partial checksums; frames from the host kernel carry
-// full checksums (the TAP offers no offloads).
-func (*TAP) Capabilities() stack.LinkEndpointCapabilities {
-	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
-}
-
-// MaxHeaderLength implements stack.LinkEndpoint.MaxHeaderLength.
-func (*TAP) MaxHeaderLength() uint16 { return ethHdrSize }
-
-// ARPHardwareType implements stack.LinkEndpoint.ARPHardwareType.
-func (*TAP) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
-
-// AddHeader implements stack.LinkEndpoint.AddHeader.
-func (*TAP) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
-
-// ParseHeader implements stack.LinkEndpoint.ParseHeader.
-func (*TAP) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
-
-// SetOnCloseAction implements stack.LinkEndpoint.SetOnCloseAction; a port
-// never closes itself.
-func (*TAP) SetOnCloseAction(func()) {}
-
 // GSOMaxSize implements stack.GSOEndpoint.
 func (*TAP) GSOMaxSize() uint32 { return 0 }
 

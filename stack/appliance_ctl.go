@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/ulagg/ulagg/config"
 )
@@ -159,17 +158,4 @@ func writeFileAtomic(path string, data []byte) (err error) {
 		d.Close()
 	}
 	return nil
-}
-
-// statusAdmin is Status with AdminUp taken from the running config.
-func (a *Appliance) statusAdmin() []LaggStatus {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []LaggStatus
-	for _, lc := range a.cfg.Laggs {
-		if i := a.ifaces[lc.Name]; i != nil {
-			out = append(out, LaggStatus{Status: i.l.Status(), Addresses: slices.Clone(lc.Addresses), AdminUp: !lc.Down})
-		}
-	}
-	return out
 }

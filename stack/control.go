@@ -298,7 +298,7 @@ func (s *ControlServer) handle(req ControlRequest) ControlResponse {
 
 // status renders `ulagg ifconfig [-a] [-v] [--json] [-l] [LAGG]`.
 func (s *ControlServer) status(req ControlRequest) (string, error) {
-	sts := s.a.statusAdmin()
+	sts := s.a.Status()
 	if req.Lagg != "" {
 		var one []LaggStatus
 		for _, st := range sts {

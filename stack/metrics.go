@@ -115,7 +115,7 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m := metricSink{ch}
-	for _, st := range c.a.statusAdmin() {
+	for _, st := range c.a.Status() {
 		n := st.Name
 		m.gauge(dLaggInfo, 1, n, st.Proto, st.MAC.String())
 		m.gauge(dLaggAdminUp, b2f(st.AdminUp), n)
