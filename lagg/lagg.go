@@ -1051,7 +1051,7 @@ func (l *Lagg) controlInput(p *port, pkt *stack.PacketBuffer) {
 	}
 }
 
-// SendControlFrame sends a complete Ethernet frame (an LACPDU, a marker) on
+// sendFrame sends a complete Ethernet frame (an LACPDU, a marker) on
 // one port, whatever the distribution. Protocols call it with mu held.
 func (p *port) sendFrame(frame []byte) error {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
