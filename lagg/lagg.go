@@ -87,6 +87,9 @@ type Lagg struct {
 	timer  *time.Timer   // the protocol's timer, run by the control goroutine
 	stopCh chan struct{}
 	wg     sync.WaitGroup // the control goroutine and port removals
+	// detaching counts Attach(nil)'s detach goroutines, which releasePort
+	// waits for (it may run inside wg itself, so it cannot wait for wg).
+	detaching sync.WaitGroup
 
 	mu sync.Mutex
 	// +checklocks:mu
@@ -395,9 +398,11 @@ func (l *Lagg) AddPort(child linkep.Port, priority uint16) error {
 		l.macChangedLocked()
 	}
 	child.SetLinkAddress(l.mac)
+	// Handler first, then the state: a change in between reaches the
+	// handler, which waits for mu and finds the state it reports.
+	child.SetEventHandler(func(ev linkep.Event) { l.portEvent(p, ev) })
 	p.linkUp = child.LinkUp()
 	p.active = p.linkUp
-	child.SetEventHandler(func(ev linkep.Event) { l.portEvent(p, ev) })
 	if l.dispatcher != nil {
 		child.Attach(p)
 		p.attached = true
@@ -468,9 +473,16 @@ func (l *Lagg) detachPortLocked(p *port, why string) {
 // releasePort stops p and restores what the lagg changed on it.
 func (l *Lagg) releasePort(p *port) {
 	p.child.SetEventHandler(nil)
-	if p.attached {
+	l.mu.Lock()
+	attached := p.attached
+	p.attached = false
+	l.mu.Unlock()
+	if attached {
 		p.child.Attach(nil)
 	}
+	// Attach(nil) of the whole lagg may be detaching this port right now;
+	// closing it under that detach is not allowed.
+	l.detaching.Wait()
 	p.child.Wait()
 	p.child.SetLinkAddress(p.origMAC)
 	if p.origMTU != 0 && p.child.MTU() != p.origMTU {
@@ -899,8 +911,10 @@ func (l *Lagg) Attach(d stack.NetworkDispatcher) {
 		l.rebuildLocked()
 		if len(detach) > 0 {
 			l.wg.Add(1)
+			l.detaching.Add(1)
 			go func() {
 				defer l.wg.Done()
+				defer l.detaching.Done()
 				for _, p := range detach {
 					p.child.Attach(nil)
 				}

@@ -20,10 +20,12 @@ import (
 //
 // The host interface keeps its own MAC. To receive the lagg's MAC the socket
 // joins it as a PACKET_MR_UNICAST membership, which adds it to the NIC's
-// unicast filter (or makes it promiscuous). The kernel classes those frames
-// PACKET_OTHERHOST and drops them after the socket got its copy, so the host
-// does no IP processing of our traffic. Memberships die with the socket, so
-// the interface returns to its own state when the port closes. The socket
+// unicast filter (or makes it promiscuous). When the lagg's MAC is not the
+// interface's own (a configured mac, or ports other than the one whose MAC
+// the lagg took), the kernel classes those frames PACKET_OTHERHOST and drops
+// them after the socket got its copy, so the host does no IP processing of
+// our traffic. Memberships die with the socket, so the interface returns to
+// its own state when the port closes. The socket
 // also joins the slow-protocols group 01:80:c2:00:00:02 so LACPDUs get past
 // the multicast filter of real NICs.
 //

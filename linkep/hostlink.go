@@ -134,6 +134,12 @@ func (h *hostLink) refreshSpeed() {
 	if h.eth == nil {
 		return
 	}
+	// mtuMu also keeps close from closing the sockets under us.
+	h.mtuMu.Lock()
+	defer h.mtuMu.Unlock()
+	if h.isClosed() {
+		return
+	}
 	// ETHTOOL_GSET rather than GetLinkSettings: the library's
 	// GLINKSETTINGS path misreads the kernel's size handshake and prints a
 	// warning to stdout on every call.
@@ -205,6 +211,11 @@ func (h *hostLink) onUpdate(u netlink.LinkUpdate) {
 func (h *hostLink) checkMTU() (Event, bool) {
 	h.mtuMu.Lock()
 	defer h.mtuMu.Unlock()
+	// A closed handle would make netlink fall back to a socket in this
+	// thread's namespace, which need not be the port's.
+	if h.isClosed() {
+		return Event{}, false
+	}
 	l, err := h.nl.LinkByIndex(h.index)
 	if err != nil {
 		return Event{}, false // deleted: the RTM_DELLINK follows
@@ -353,11 +364,22 @@ func (h *hostLink) close(restore bool) {
 			}
 		}
 	}
+	// A link callback may still be running for this port (the watcher waits
+	// for it only when the last port of a namespace leaves): mtuMu lets it
+	// finish, and it sees closed afterwards.
+	h.mtuMu.Lock()
 	if h.eth != nil {
 		h.eth.Close()
 	}
 	h.nl.Close()
 	h.ns.close()
+	h.mtuMu.Unlock()
+}
+
+func (h *hostLink) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
 }
 
 // Identity names the interface uniquely on this host: its network namespace

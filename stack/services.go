@@ -35,13 +35,14 @@ func newServices(a *Appliance) *services {
 
 // service is one listener and the connections it accepted.
 type service struct {
-	cfg    config.Service
-	ln     net.Listener   // TCP kinds
-	pc     net.PacketConn // UDP kinds
-	http   *http.Server
-	wg     sync.WaitGroup
-	connMu sync.Mutex
-	conns  map[net.Conn]struct{}
+	cfg      config.Service
+	ln       net.Listener   // TCP kinds
+	pc       net.PacketConn // UDP kinds
+	http     *http.Server
+	wg       sync.WaitGroup
+	connMu   sync.Mutex
+	conns    map[net.Conn]struct{}
+	stopping bool // guarded by connMu: accepted connections are closed at once
 }
 
 // apply starts the services in want that are not running and stops the
@@ -141,6 +142,7 @@ func (svc *service) stop() {
 		_ = svc.pc.Close()
 	}
 	svc.connMu.Lock()
+	svc.stopping = true
 	for c := range svc.conns {
 		_ = c.Close()
 	}
@@ -156,9 +158,16 @@ func (svc *service) routineAccept() {
 			return
 		}
 		svc.connMu.Lock()
+		if svc.stopping {
+			// Accepted as stop closed the listener: stop has already
+			// closed the connections it knows, and waits.
+			svc.connMu.Unlock()
+			_ = c.Close()
+			return
+		}
 		svc.conns[c] = struct{}{}
-		svc.connMu.Unlock()
 		svc.wg.Add(1)
+		svc.connMu.Unlock()
 		go svc.routineConn(c)
 	}
 }
