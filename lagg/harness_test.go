@@ -261,6 +261,13 @@ func portStatus(t *testing.T, l *lagg.Lagg, name string) lagg.PortStatus {
 // listenEcho runs a TCP echo server on n at port until the test ends.
 func listenEcho(t *testing.T, n *node, port uint16) {
 	t.Helper()
+	serveTCP(t, n, port, func(c net.Conn) { _, _ = io.Copy(c, c) })
+}
+
+// serveTCP accepts connections on n at port until the test ends and runs
+// handle on each (with a minute's deadline), then closes it.
+func serveTCP(t *testing.T, n *node, port uint16, handle func(net.Conn)) {
+	t.Helper()
 	ln, err := gonet.ListenTCP(n.s, fullAddr(n.addr, port), ipv4.ProtocolNumber)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +282,7 @@ func listenEcho(t *testing.T, n *node, port uint16) {
 			go func() {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				_, _ = io.Copy(c, c)
+				handle(c)
 			}()
 		}
 	}()

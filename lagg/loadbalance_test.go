@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -355,24 +356,7 @@ func txBytes(l *lagg.Lagg) map[string]uint64 {
 // sink accepts connections on n at port, reads each to EOF and closes it.
 func sink(t *testing.T, n *node, port uint16) {
 	t.Helper()
-	ln, err := gonet.ListenTCP(n.s, fullAddr(n.addr, port), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	serveTCP(t, n, port, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 }
 
 // sendFlow sends size bytes from source port sport to the sink.

@@ -107,18 +107,8 @@ var slowProtocolsMAC = []byte{0x01, 0x80, 0xc2, 0x00, 0x00, 0x02}
 // OpenAFPacket opens host interface name as a port. The interface is brought
 // admin up if it is down (Close puts it back down).
 func OpenAFPacket(name string, opts AFPacketOptions) (*AFPacket, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("port", name)
-	ns, err := openNetNS(opts.Netns)
+	h, err := openHost(name, opts.Netns, opts.SpeedMbps, opts.Logger)
 	if err != nil {
-		return nil, err
-	}
-	h, err := openHostLink(name, ns, opts.SpeedMbps, log)
-	if err != nil {
-		ns.close()
 		return nil, err
 	}
 	p := &AFPacket{hostLink: h, fd: -1}

@@ -414,3 +414,21 @@ func (*hostLink) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEtherne
 // SetOnCloseAction implements stack.LinkEndpoint. As in fdbased it does
 // nothing: a host port never closes itself; it reports Gone.
 func (*hostLink) SetOnCloseAction(func()) {}
+
+// openHost resolves the namespace and opens the interface's hostLink, with
+// the logger naming the port.
+func openHost(name, netns string, speedOverride uint64, log *slog.Logger) (*hostLink, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	ns, err := openNetNS(netns)
+	if err != nil {
+		return nil, err
+	}
+	h, err := openHostLink(name, ns, speedOverride, log.With("port", name))
+	if err != nil {
+		ns.close()
+		return nil, err
+	}
+	return h, nil
+}

@@ -82,18 +82,8 @@ type TAPOptions struct {
 // away with the port. The TAP is brought admin up. Its MAC stays the host
 // side's; the port starts with a random locally administered MAC.
 func OpenTAP(name string, opts TAPOptions) (*TAP, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("port", name)
-	ns, err := openNetNS(opts.Netns)
+	h, err := openHost(name, opts.Netns, opts.SpeedMbps, opts.Logger)
 	if err != nil {
-		return nil, err
-	}
-	h, err := openHostLink(name, ns, opts.SpeedMbps, log)
-	if err != nil {
-		ns.close()
 		return nil, err
 	}
 	t := &TAP{hostLink: h, fd: -1}
