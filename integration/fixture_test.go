@@ -18,7 +18,7 @@
 //	ULAGG_BENCH_CELL=5s go test -count=1 -v -run TestThroughput ./integration/
 //	go test -count=1 -v -run TestThroughput ./integration/ -args -rows de    # some rows only
 //
-// By default each cell runs 1 s, and 3 s behind tbf. The table and the
+// By default each cell runs 1 s, and 5 s behind tbf. The table and the
 // ratios are the lines "measure: throughput ..." and "measure: ratio ...".
 //
 // Without root the tests skip; with CI=true they fail instead. The tests run

@@ -36,7 +36,7 @@ var (
 
 // cellDurations returns how long each throughput cell is measured: cell for
 // the unlimited configurations, limited for those behind tbf. By default
-// the tbf cells take 3 s, not 1 s: at 25 MB/s per link a single TCP
+// the tbf cells take 5 s, not 1 s: at 25 MB/s per link a single TCP
 // retransmission timeout (gVisor's minimum is 200 ms and it backs off) on
 // the few flows of one link swings a 1-s cell by half.
 func cellDurations(t *testing.T) (cell, limited time.Duration) {
@@ -52,7 +52,7 @@ func cellDurations(t *testing.T) (cell, limited time.Duration) {
 	case *flagLong:
 		return 5 * time.Second, 5 * time.Second
 	}
-	return time.Second, 3 * time.Second
+	return time.Second, 5 * time.Second
 }
 
 // The columns of the throughput table.
