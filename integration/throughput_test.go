@@ -458,6 +458,12 @@ func newPlainAFPacket(t *testing.T, ns, dev string, gso bool) *plainAFPacket {
 	var once sync.Once
 	p.close = func() {
 		once.Do(func() {
+			// Stop receiving before the stack's teardown: Stack.Wait
+			// removes the NIC holding the stack lock while fdbased waits
+			// for its receive goroutine, which may be waiting for that
+			// lock (a gVisor deadlock; the lagg detaches its ports on a
+			// goroutine of its own for the same reason).
+			ep.Attach(nil)
 			p.s.Close()
 			p.s.Wait()
 			p.closeFDs()
