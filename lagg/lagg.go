@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -122,8 +123,6 @@ type Lagg struct {
 	lossAt time.Time // last carrier loss, to time failovers
 	// +checklocks:mu
 	closed bool
-	// +checklocks:mu
-	onClose func()
 }
 
 // options are the lagg's protocol options; protocols read them under mu.
@@ -979,12 +978,8 @@ func (l *Lagg) Close() {
 }
 
 // SetOnCloseAction implements stack.LinkEndpoint. A lagg never dies on its
-// own (it lives on with no ports), so the action is only kept.
-func (l *Lagg) SetOnCloseAction(fn func()) {
-	l.mu.Lock()
-	l.onClose = fn
-	l.mu.Unlock()
-}
+// own (it lives on with no ports), so there is nothing to call.
+func (*Lagg) SetOnCloseAction(func()) {}
 
 // --- data path ---
 
@@ -1070,7 +1065,7 @@ func (l *Lagg) controlInput(p *port, pkt *stack.PacketBuffer) {
 func (p *port) sendFrame(frame []byte) error {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
 		ReserveHeaderBytes: int(p.child.MaxHeaderLength()),
-		Payload:            bufferFrom(frame[header.EthernetMinimumSize:]),
+		Payload:            buffer.MakeWithData(frame[header.EthernetMinimumSize:]),
 	})
 	defer pkt.DecRef()
 	copy(pkt.LinkHeader().Push(header.EthernetMinimumSize), frame[:header.EthernetMinimumSize])

@@ -3,7 +3,6 @@ package lagg
 import (
 	"time"
 
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -110,5 +109,3 @@ func (p *port) DeliverLinkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.P
 		s.dispatcher.DeliverLinkPacket(proto, pkt)
 	}
 }
-
-func bufferFrom(b []byte) buffer.Buffer { return buffer.MakeWithData(b) }

@@ -105,8 +105,6 @@ type WireEnd struct {
 	handler func(Event)
 	// +checklocks:mu
 	stop chan struct{}
-	// +checklocks:mu
-	onClose func()
 
 	wg sync.WaitGroup // the delivery goroutine
 }
@@ -291,12 +289,8 @@ func (e *WireEnd) Close() {
 }
 
 // SetOnCloseAction implements stack.LinkEndpoint. A wire never dies on its
-// own, so the action is only remembered.
-func (e *WireEnd) SetOnCloseAction(fn func()) {
-	e.mu.Lock()
-	e.onClose = fn
-	e.mu.Unlock()
-}
+// own, so there is nothing to call.
+func (*WireEnd) SetOnCloseAction(func()) {}
 
 // WritePackets implements stack.LinkEndpoint. It copies each frame onto the
 // peer's queue; the caller keeps its references.
