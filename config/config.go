@@ -91,7 +91,7 @@ type LACP struct {
 // Port is one member interface of a lagg.
 type Port struct {
 	Name      string
-	Kind      string // "afpacket", "tap" or "wire"
+	Kind      string // a registered port kind (linkep.Kinds): "afpacket" or "tap"
 	Priority  uint16 // lower is preferred
 	SpeedMbps uint64 // 0 = ask the interface
 }

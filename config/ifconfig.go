@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ulagg/ulagg/lagg"
 )
 
 // IfconfigCommand is one `ulagg ifconfig LAGG OPTION...` line, parsed with
@@ -191,7 +193,8 @@ func (p *ifParser) single() (ifOp, error) {
 	case "create", "destroy", "up", "down":
 		return ifOp{verb: w}, nil
 	case "laggproto":
-		s, err := p.arg(w, "protocol (none, failover, loadbalance or lacp)")
+		protos := lagg.Protocols()
+		s, err := p.arg(w, "protocol ("+strings.Join(protos, ", ")+")")
 		if err != nil {
 			return ifOp{}, err
 		}

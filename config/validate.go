@@ -10,12 +10,13 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ulagg/ulagg/lagg"
+	"github.com/ulagg/ulagg/linkep"
 )
 
 var (
-	protos       = []string{ProtoNone, ProtoFailover, ProtoLoadBalance, ProtoLACP}
 	hashLayers   = []string{"l2", "l3", "l4"}
-	portKinds    = []string{"afpacket", "tap", "wire"}
 	lacpRates    = []string{"fast", "slow"}
 	lacpModes    = []string{"active", "passive"}
 	serviceKinds = []string{"tcp-echo", "udp-echo", "tcp-discard", "http-status"}
@@ -117,7 +118,7 @@ func (v *checker) lagg(p string, l *Lagg, owner map[string]string) {
 	if !validLaggName(l.Name) {
 		v.errorf(keyPath(p, "name"), "%q is not a valid lagg name: want a lowercase letter, then up to 14 of a-z 0-9 _ . -", l.Name)
 	}
-	v.oneOf(keyPath(p, "proto"), l.Proto, protos)
+	v.oneOf(keyPath(p, "proto"), l.Proto, lagg.Protocols())
 	seen := map[netip.Addr]int{}
 	for i, a := range l.Addresses {
 		ap := indexPath(keyPath(p, "addresses"), i)
@@ -203,7 +204,7 @@ func (v *checker) ports(p string, l *Lagg, owner map[string]string) {
 		} else {
 			owner[pt.Name] = l.Name
 		}
-		v.oneOf(keyPath(ip, "kind"), pt.Kind, portKinds)
+		v.oneOf(keyPath(ip, "kind"), pt.Kind, linkep.Kinds())
 	}
 }
 

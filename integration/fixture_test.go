@@ -220,7 +220,7 @@ func startAppliance(t testing.TB, lc config.Lagg, o appOptions) *app {
 	cfg.Services = []config.Service{{Kind: "tcp-echo", Port: echoPort}, {Kind: "tcp-discard", Port: discardPort}}
 	tl := newTestLog(t)
 	open := func(p config.Port, log *slog.Logger) (linkep.Port, error) {
-		return linkep.Open(p.Kind, p.Name, linkep.Options{Netns: o.netns, SpeedMbps: p.SpeedMbps, DisableGSO: o.disableGSO, Logger: log})
+		return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{Netns: o.netns, SpeedMbps: p.SpeedMbps, DisableGSO: o.disableGSO, Logger: log})
 	}
 	a, err := stack.New(cfg, stack.Options{Logger: tl.logger, OpenPort: open})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
 
 const transferSize = 64 << 20
@@ -75,7 +76,7 @@ func TestFailoverRxAll(t *testing.T) {
 	// sends arrives on A's standby port.
 	id := nextID()
 	w0, w1 := newWire(id, 0), newWire(id, 1)
-	p := newPairWith(t, id, "failover", []*linkep.Wire{w0, w1},
+	p := newPairWith(t, id, "failover", []*linkeptest.Wire{w0, w1},
 		[]linkep.Port{w0.A, w1.A}, []linkep.Port{w1.B, w0.B},
 		func(side int, o *lagg.Options) { o.RxAll = side == 1 }) // A: off, B: on
 	a := p.a.l
@@ -227,10 +228,10 @@ func parseAnnouncement(frame []byte) (announcement, bool) {
 }
 
 // announcements records the announcements end sends on w.
-func announcements(w *linkep.Wire, end *linkep.WireEnd) func() []announcement {
+func announcements(w *linkeptest.Wire, end *linkeptest.WireEnd) func() []announcement {
 	var mu sync.Mutex
 	var got []announcement
-	w.SetObserver(func(from *linkep.WireEnd, frame []byte) {
+	w.SetObserver(func(from *linkeptest.WireEnd, frame []byte) {
 		if from != end {
 			return
 		}

@@ -9,13 +9,14 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
 
 var errMTURefused = errors.New("fake: MTU refused")
 
 // refusingPort is a wire end that refuses MTUs above max.
 type refusingPort struct {
-	*linkep.WireEnd
+	*linkeptest.WireEnd
 	max uint32
 }
 
@@ -52,7 +53,7 @@ func (p *goneablePort) gone() {
 
 // sinkPort counts the frames it is given and copies nothing.
 type sinkPort struct {
-	*linkep.WireEnd
+	*linkeptest.WireEnd
 	frames atomic.Uint64
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 	ustack "github.com/ulagg/ulagg/stack"
 )
 
@@ -129,7 +130,7 @@ func (n *node) stopStack() {
 // pair is two lagg nodes joined by n wires; wire i joins port i of each.
 type pair struct {
 	a, b  *node
-	wires []*linkep.Wire
+	wires []*linkeptest.Wire
 }
 
 // uniq keeps port and lagg names unique across tests in one process (ports
@@ -138,15 +139,15 @@ var uniq atomic.Int64
 
 func nextID() int64 { return uniq.Add(1) }
 
-func newWire(id int64, i int) *linkep.Wire {
-	return linkep.NewWire(fmt.Sprintf("a%d.%d", id, i), fmt.Sprintf("b%d.%d", id, i), mac(1, i), mac(2, i),
-		linkep.WireOptions{SpeedMbps: 1000, Logger: discard})
+func newWire(id int64, i int) *linkeptest.Wire {
+	return linkeptest.NewWire(fmt.Sprintf("a%d.%d", id, i), fmt.Sprintf("b%d.%d", id, i), mac(1, i), mac(2, i),
+		linkeptest.WireOptions{SpeedMbps: 1000, Logger: discard})
 }
 
 func newPair(t *testing.T, proto string, nports int, tweak func(side int, o *lagg.Options)) *pair {
 	t.Helper()
 	id := nextID()
-	var wires []*linkep.Wire
+	var wires []*linkeptest.Wire
 	var aPorts, bPorts []linkep.Port
 	for i := 0; i < nports; i++ {
 		w := newWire(id, i)
@@ -158,12 +159,12 @@ func newPair(t *testing.T, proto string, nports int, tweak func(side int, o *lag
 }
 
 // keptPort is a wire end whose Close only stops delivery; the pair drains
-// its wires once both stacks have stopped. A linkep.Wire end goes on
+// its wires once both stacks have stopped. A linkeptest.Wire end goes on
 // accepting frames after it was closed and never releases them, and a
 // sender that found the wire passing can queue a frame just after a drain,
 // so draining earlier would leak frames now and then (the leak check in
 // TestMain sees them).
-type keptPort struct{ *linkep.WireEnd }
+type keptPort struct{ *linkeptest.WireEnd }
 
 func (p keptPort) Close() { p.Attach(nil) }
 
@@ -171,7 +172,7 @@ func (p keptPort) Close() { p.Attach(nil) }
 func keep(ports []linkep.Port) []linkep.Port {
 	out := make([]linkep.Port, len(ports))
 	for i, p := range ports {
-		if we, ok := p.(*linkep.WireEnd); ok {
+		if we, ok := p.(*linkeptest.WireEnd); ok {
 			p = keptPort{we}
 		}
 		out[i] = p
@@ -181,7 +182,7 @@ func keep(ports []linkep.Port) []linkep.Port {
 
 // newPairWith builds a pair over ports the caller made (fakes included).
 // Fakes that embed a wire end should embed a keptPort.
-func newPairWith(t *testing.T, id int64, proto string, wires []*linkep.Wire, aPorts, bPorts []linkep.Port, tweak func(side int, o *lagg.Options)) *pair {
+func newPairWith(t *testing.T, id int64, proto string, wires []*linkeptest.Wire, aPorts, bPorts []linkep.Port, tweak func(side int, o *lagg.Options)) *pair {
 	t.Helper()
 	oa, ob := options(fmt.Sprintf("laggA%d", id), proto), options(fmt.Sprintf("laggB%d", id), proto)
 	if tweak != nil {

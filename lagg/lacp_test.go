@@ -10,6 +10,7 @@ import (
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/lagg/lacp"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
 
 // These tests run two lagg endpoints (each under its own gVisor stack) over
@@ -35,11 +36,11 @@ func lacpPair(t *testing.T, n int, tweak func(side int, o *lagg.LACPOptions)) *p
 func lacpPairSpeeds(t *testing.T, speeds []uint64, tweak func(side int, o *lagg.LACPOptions)) *pair {
 	t.Helper()
 	id := nextID()
-	var wires []*linkep.Wire
+	var wires []*linkeptest.Wire
 	var aPorts, bPorts []linkep.Port
 	for i, s := range speeds {
-		w := linkep.NewWire(fmt.Sprintf("a%d.%d", id, i), fmt.Sprintf("b%d.%d", id, i), mac(1, i), mac(2, i),
-			linkep.WireOptions{SpeedMbps: s, Logger: discard})
+		w := linkeptest.NewWire(fmt.Sprintf("a%d.%d", id, i), fmt.Sprintf("b%d.%d", id, i), mac(1, i), mac(2, i),
+			linkeptest.WireOptions{SpeedMbps: s, Logger: discard})
 		wires = append(wires, w)
 		aPorts = append(aPorts, w.A)
 		bPorts = append(bPorts, w.B)

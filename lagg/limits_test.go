@@ -15,6 +15,7 @@ import (
 
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
 
 func TestMaxPorts(t *testing.T) {
@@ -271,7 +272,7 @@ func goneWires(t *testing.T) (*pair, *goneablePort) {
 	id := nextID()
 	w0, w1 := newWire(id, 0), newWire(id, 1)
 	gone := &goneablePort{keptPort: keptPort{w0.A}}
-	p := newPairWith(t, id, "failover", []*linkep.Wire{w0, w1},
+	p := newPairWith(t, id, "failover", []*linkeptest.Wire{w0, w1},
 		[]linkep.Port{gone, w1.A}, []linkep.Port{w0.B, w1.B},
 		func(side int, o *lagg.Options) { o.MAC = tcpip.LinkAddress([]byte{0x02, 0, 0, 0xfe, byte(side), 1}) })
 	return p, gone

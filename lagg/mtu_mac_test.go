@@ -11,6 +11,7 @@ import (
 
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
 
 // newLagg returns a lagg with no ports and no stack, closed when the test
@@ -31,12 +32,12 @@ func newLagg(t *testing.T, tweak func(o *lagg.Options)) *lagg.Lagg {
 
 // wireEnds returns the A ends of n new wires with the given MTUs; end i
 // has MAC mac(1, i).
-func wireEnds(mtus ...uint32) []*linkep.WireEnd {
+func wireEnds(mtus ...uint32) []*linkeptest.WireEnd {
 	id := nextID()
-	var ends []*linkep.WireEnd
+	var ends []*linkeptest.WireEnd
 	for i, mtu := range mtus {
-		w := linkep.NewWire(fmt.Sprintf("m%d.%d", id, i), fmt.Sprintf("n%d.%d", id, i), mac(1, i), mac(2, i),
-			linkep.WireOptions{MTU: mtu, Logger: discard})
+		w := linkeptest.NewWire(fmt.Sprintf("m%d.%d", id, i), fmt.Sprintf("n%d.%d", id, i), mac(1, i), mac(2, i),
+			linkeptest.WireOptions{MTU: mtu, Logger: discard})
 		ends = append(ends, w.A)
 	}
 	return ends

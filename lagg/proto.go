@@ -49,8 +49,8 @@ type distribution struct {
 	up     bool    // the lagg's link is up
 }
 
-// protoNames lists the protocols in NetBSD's numbering order.
-var protoNames = []string{"none", "lacp", "failover", "loadbalance"}
+// protoNames lists the protocols in the order users read them.
+var protoNames = []string{"none", "failover", "loadbalance", "lacp"}
 
 var protocols = map[string]func() protocol{}
 

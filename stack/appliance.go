@@ -14,6 +14,7 @@ import (
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	_ "github.com/ulagg/ulagg/linkep/host" // the host port kinds
 )
 
 // PortOpener opens a child endpoint for a configured port.
@@ -99,7 +100,7 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 
 // OpenHostPort opens an AF_PACKET or TAP port by its configured kind.
 func OpenHostPort(p config.Port, log *slog.Logger) (linkep.Port, error) {
-	return linkep.Open(p.Kind, p.Name, linkep.Options{SpeedMbps: p.SpeedMbps, Logger: log})
+	return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{SpeedMbps: p.SpeedMbps, Logger: log})
 }
 
 // Stack returns the gVisor stack.

@@ -24,6 +24,7 @@ import (
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 	ustack "github.com/ulagg/ulagg/stack"
 )
 
@@ -35,7 +36,7 @@ type bench struct {
 	a     *ustack.Appliance
 	peer  *gstack.Stack
 	pl    *lagg.Lagg
-	wires map[string]*linkep.Wire
+	wires map[string]*linkeptest.Wire
 }
 
 var benchSeq int
@@ -43,7 +44,7 @@ var benchSeq int
 func newBench(t *testing.T, toml string, ports ...string) *bench {
 	t.Helper()
 	benchSeq++
-	b := &bench{wires: map[string]*linkep.Wire{}}
+	b := &bench{wires: map[string]*linkeptest.Wire{}}
 	po := lagg.DefaultOptions(fmt.Sprintf("peer%d", benchSeq))
 	po.Proto, po.Logger = "failover", quiet
 	pl, err := lagg.New(po)
@@ -52,9 +53,9 @@ func newBench(t *testing.T, toml string, ports ...string) *bench {
 	}
 	b.pl = pl
 	for i, name := range ports {
-		w := linkep.NewWire(name, fmt.Sprintf("%s.peer", name),
+		w := linkeptest.NewWire(name, fmt.Sprintf("%s.peer", name),
 			tcpip.LinkAddress([]byte{2, 0, 0, 1, byte(benchSeq), byte(i)}),
-			tcpip.LinkAddress([]byte{2, 0, 0, 2, byte(benchSeq), byte(i)}), linkep.WireOptions{})
+			tcpip.LinkAddress([]byte{2, 0, 0, 2, byte(benchSeq), byte(i)}), linkeptest.WireOptions{})
 		b.wires[name] = w
 		if err := pl.AddPort(w.B, uint16(1000*(i+1))); err != nil {
 			t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 	ustack "github.com/ulagg/ulagg/stack"
 )
 
@@ -40,7 +41,7 @@ type ctlRig struct {
 	file  string
 	peer  *gstack.Stack
 	pl    *lagg.Lagg
-	wires map[string]*linkep.Wire
+	wires map[string]*linkeptest.Wire
 	log   *slog.Logger
 }
 
@@ -67,7 +68,7 @@ func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 		t:     t,
 		sock:  filepath.Join(dir, "run", "ulagg.sock"),
 		file:  filepath.Join(dir, "ulagg.toml"),
-		wires: map[string]*linkep.Wire{},
+		wires: map[string]*linkeptest.Wire{},
 		log:   ctlQuiet,
 	}
 	if testing.Verbose() && os.Getenv("ULAGG_TEST_LOG") != "" {
@@ -83,10 +84,10 @@ func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 	}
 	r.pl = pl
 	for i, name := range ports {
-		w := linkep.NewWire(name, fmt.Sprintf("p%d.%s", ctlSeq, name),
+		w := linkeptest.NewWire(name, fmt.Sprintf("p%d.%s", ctlSeq, name),
 			tcpip.LinkAddress([]byte{2, 0, 0, 1, byte(ctlSeq), byte(i)}),
 			tcpip.LinkAddress([]byte{2, 0, 0, 2, byte(ctlSeq), byte(i)}),
-			linkep.WireOptions{SpeedMbps: 1000, Logger: r.log})
+			linkeptest.WireOptions{SpeedMbps: 1000, Logger: r.log})
 		r.wires[name] = w
 	}
 	r.peer, err = ustack.NewNetstack()
@@ -144,7 +145,7 @@ func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 // removed the port) also takes the far end out of the peer's lagg, as an
 // operator would on the switch, so the peer stops sending into it.
 type rigPort struct {
-	*linkep.WireEnd
+	*linkeptest.WireEnd
 	r    *ctlRig
 	peer string
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 	ustack "github.com/ulagg/ulagg/stack"
 )
 
@@ -24,8 +25,8 @@ import (
 // ports would come from linkep.Open("afpacket", "eth0", ...).
 func Example_embedding() {
 	quiet := slog.New(slog.DiscardHandler)
-	w0 := linkep.NewWire("r1p0", "r2p0", "\x02\x00\x00\x00\x01\x01", "\x02\x00\x00\x00\x02\x01", linkep.WireOptions{})
-	w1 := linkep.NewWire("r1p1", "r2p1", "\x02\x00\x00\x00\x01\x02", "\x02\x00\x00\x00\x02\x02", linkep.WireOptions{})
+	w0 := linkeptest.NewWire("r1p0", "r2p0", "\x02\x00\x00\x00\x01\x01", "\x02\x00\x00\x00\x02\x01", linkeptest.WireOptions{})
+	w1 := linkeptest.NewWire("r1p1", "r2p1", "\x02\x00\x00\x00\x01\x02", "\x02\x00\x00\x00\x02\x02", linkeptest.WireOptions{})
 
 	router := func(name, addr string, ports ...linkep.Port) (*gstack.Stack, *lagg.Lagg, func()) {
 		opts := lagg.DefaultOptions(name)

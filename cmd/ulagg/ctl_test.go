@@ -21,6 +21,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/linkeptest"
 	"github.com/ulagg/ulagg/stack"
 )
 
@@ -109,7 +110,7 @@ down = true
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	w := linkep.NewWire("cw0", "cw0.far", "\x02\x00\x00\x00\x0c\x01", "\x02\x00\x00\x00\x0c\x02", linkep.WireOptions{Logger: log})
+	w := linkeptest.NewWire("cw0", "cw0.far", "\x02\x00\x00\x00\x0c\x01", "\x02\x00\x00\x00\x0c\x02", linkeptest.WireOptions{Logger: log})
 	defer w.B.Close() // drops what the lagg sent into the unread far end
 	open := func(p config.Port, _ *slog.Logger) (linkep.Port, error) {
 		if p.Name != "cw0" {

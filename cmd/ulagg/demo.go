@@ -162,7 +162,7 @@ func (d *demo) start(log *slog.Logger) error {
 	cfg.Laggs = []config.Lagg{lc}
 	cfg.Services = []config.Service{{Kind: "tcp-echo", Port: 7}, {Kind: "udp-echo", Port: 7}, {Kind: "tcp-discard", Port: 9}}
 	open := func(p config.Port, log *slog.Logger) (linkep.Port, error) {
-		return linkep.Open(p.Kind, p.Name, linkep.Options{Netns: d.lns, SpeedMbps: p.SpeedMbps, Logger: log})
+		return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{Netns: d.lns, SpeedMbps: p.SpeedMbps, Logger: log})
 	}
 	a, err := stack.New(cfg, stack.Options{Logger: log, OpenPort: open})
 	if err != nil {

@@ -1,4 +1,4 @@
-package linkep
+package host
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ulagg/ulagg/linkep"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -13,7 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// AFPacket is a Port on a host interface through an AF_PACKET socket. RX is
+// AFPacket is a linkep.Port on a host interface through an AF_PACKET socket. RX is
 // gVisor's fdbased endpoint in recvmmsg mode; TX is sendmmsg from pooled
 // scratch space (fdbased's allocates per call), with host GSO through
 // PACKET_VNET_HDR when the socket takes it.
@@ -76,10 +77,16 @@ type afInner struct {
 func (in *afInner) closeEFDs() { in.efdsOnce.Do(func() { closeEventFDs(in.efds) }) }
 
 var (
-	_ Port               = (*AFPacket)(nil)
+	_ linkep.Port        = (*AFPacket)(nil)
 	_ stack.GSOEndpoint  = (*AFPacket)(nil)
 	_ stack.LinkEndpoint = (*AFPacket)(nil)
 )
+
+func init() {
+	linkep.RegisterKind("afpacket", func(name string, o linkep.OpenOptions) (linkep.Port, error) {
+		return OpenAFPacket(name, AFPacketOptions{DisableGSO: o.DisableGSO, SpeedMbps: o.SpeedMbps, Netns: o.Netns, Logger: o.Logger})
+	})
+}
 
 // AFPacketOptions configures OpenAFPacket.
 type AFPacketOptions struct {

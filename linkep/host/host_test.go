@@ -1,4 +1,4 @@
-package linkep_test
+package host_test
 
 // Fixtures for the host-port tests: private network namespaces, veth pairs,
 // a gVisor stack over a port, and kernel-side peers (ping, TCP echo, raw

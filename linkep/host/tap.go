@@ -1,4 +1,4 @@
-package linkep
+package host
 
 import (
 	"crypto/rand"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/songgao/water"
+	"github.com/ulagg/ulagg/linkep"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -20,7 +21,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// TAP is a Port on a TAP device: the appliance is the far end of a virtual
+// TAP is a linkep.Port on a TAP device: the appliance is the far end of a virtual
 // wire whose near end is the host kernel's TAP interface.
 //
 // RX does not use fdbased: a TAP fd is not a socket, so fdbased would use its
@@ -61,10 +62,16 @@ type TAP struct {
 }
 
 var (
-	_ Port               = (*TAP)(nil)
+	_ linkep.Port        = (*TAP)(nil)
 	_ stack.GSOEndpoint  = (*TAP)(nil)
 	_ stack.LinkEndpoint = (*TAP)(nil)
 )
+
+func init() {
+	linkep.RegisterKind("tap", func(name string, o linkep.OpenOptions) (linkep.Port, error) {
+		return OpenTAP(name, TAPOptions{SpeedMbps: o.SpeedMbps, Netns: o.Netns, Logger: o.Logger})
+	})
+}
 
 // TAPOptions configures OpenTAP.
 type TAPOptions struct {
@@ -197,7 +204,7 @@ func (t *TAP) routineRead(d stack.NetworkDispatcher, stop chan struct{}) {
 				continue // a deadline left over from a previous detach
 			}
 			if errors.Is(err, unix.EBADFD) {
-				// The TAP was deleted; the watcher reports Gone.
+				// The TAP was deleted; the watcher reports linkep.Gone.
 				t.log.Info("TAP deleted, receive stopped")
 				return
 			}

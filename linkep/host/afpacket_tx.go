@@ -1,4 +1,4 @@
-package linkep
+package host
 
 import (
 	"encoding/binary"

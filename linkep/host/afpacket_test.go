@@ -1,4 +1,4 @@
-package linkep_test
+package host_test
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/host"
 )
 
 // afEnv is a veth pair: pname (for the port, no IP) in ns port, kname with
@@ -41,10 +42,10 @@ func newAFEnv(t *testing.T) *afEnv {
 	return e
 }
 
-func (e *afEnv) open(t *testing.T, opts linkep.AFPacketOptions) *linkep.AFPacket {
+func (e *afEnv) open(t *testing.T, opts host.AFPacketOptions) *host.AFPacket {
 	t.Helper()
 	opts.Netns = e.port.name
-	p, err := linkep.OpenAFPacket(e.pname, opts)
+	p, err := host.OpenAFPacket(e.pname, opts)
 	if err != nil {
 		t.Fatalf("OpenAFPacket: %v", err)
 	}
@@ -55,7 +56,7 @@ func (e *afEnv) open(t *testing.T, opts linkep.AFPacketOptions) *linkep.AFPacket
 func TestAFPacketTraffic(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p := e.open(t, linkep.AFPacketOptions{})
+	p := e.open(t, host.AFPacketOptions{})
 
 	host := e.port.link(t, e.pname).Attrs()
 	if host.Flags&net.FlagUp == 0 {
@@ -127,7 +128,7 @@ func TestAFPacketTraffic(t *testing.T) {
 func TestAFPacketNoGSO(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p := e.open(t, linkep.AFPacketOptions{DisableGSO: true, SpeedMbps: 2500})
+	p := e.open(t, host.AFPacketOptions{DisableGSO: true, SpeedMbps: 2500})
 	if p.SupportedGSO() != stack.GSONotSupported || p.GSOMaxSize() != 0 {
 		t.Errorf("GSO = %v/%d, want none", p.SupportedGSO(), p.GSOMaxSize())
 	}
@@ -193,7 +194,7 @@ func htFrame(dst, src []byte, etherType uint16) []byte {
 func TestAFPacketReattach(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p := e.open(t, linkep.AFPacketOptions{})
+	p := e.open(t, host.AFPacketOptions{})
 	src := e.peer.link(t, e.kname).Attrs().HardwareAddr
 	slow := []byte{0x01, 0x80, 0xc2, 0x00, 0x00, 0x02}
 
@@ -222,7 +223,7 @@ func TestAFPacketReattach(t *testing.T) {
 func TestAFPacketWrite(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p := e.open(t, linkep.AFPacketOptions{})
+	p := e.open(t, host.AFPacketOptions{})
 	list, release := htTestFrameList(p.LinkAddress(), p.AddHeader)
 	defer release()
 	if n, err := p.WritePackets(list); n != 1 || err != nil {
@@ -240,7 +241,7 @@ func TestAFPacketWrite(t *testing.T) {
 func TestAFPacketPeerLinkEvents(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p := e.open(t, linkep.AFPacketOptions{})
+	p := e.open(t, host.AFPacketOptions{})
 	ev := htWatch(p)
 	htEventually(t, "link up", p.LinkUp)
 	peer := e.peer.link(t, e.kname)
@@ -271,7 +272,7 @@ func TestAFPacketPeerLinkEvents(t *testing.T) {
 func TestAFPacketMTU(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p := e.open(t, linkep.AFPacketOptions{})
+	p := e.open(t, host.AFPacketOptions{})
 	ev := htWatch(p)
 	hostMTU := func() int { return e.port.link(t, e.pname).Attrs().MTU }
 	setHostMTU := func(mtu int) {
@@ -347,7 +348,7 @@ func TestAFPacketMTU(t *testing.T) {
 func TestAFPacketGone(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p := e.open(t, linkep.AFPacketOptions{})
+	p := e.open(t, host.AFPacketOptions{})
 	ev := htWatch(p)
 	p.SetLinkAddress(laggMAC)
 	s, stop := htStack(t, p, afStackIP)
@@ -370,13 +371,13 @@ func TestAFPacketGone(t *testing.T) {
 }
 
 func TestOpenKinds(t *testing.T) {
-	if _, err := linkep.Open("wire", "w0", linkep.Options{}); err == nil {
+	if _, err := linkep.Open("wire", "w0", linkep.OpenOptions{}); err == nil {
 		t.Error(`Open("wire") succeeded, want an error`)
 	}
-	if _, err := linkep.Open("bogus", "x0", linkep.Options{}); err == nil {
+	if _, err := linkep.Open("bogus", "x0", linkep.OpenOptions{}); err == nil {
 		t.Error(`Open("bogus") succeeded, want an error`)
 	}
-	if _, err := linkep.Open("afpacket", "", linkep.Options{}); err == nil {
+	if _, err := linkep.Open("afpacket", "", linkep.OpenOptions{}); err == nil {
 		t.Error(`Open("afpacket", "") succeeded, want an error`)
 	}
 }
@@ -384,16 +385,16 @@ func TestOpenKinds(t *testing.T) {
 func TestOpenAFPacketMissing(t *testing.T) {
 	htLeakCheck(t)
 	e := newAFEnv(t)
-	p, err := linkep.Open("afpacket", "ulgtnone0", linkep.Options{Netns: e.port.name})
+	p, err := linkep.Open("afpacket", "ulgtnone0", linkep.OpenOptions{Netns: e.port.name})
 	if err == nil {
 		p.Close()
 		t.Fatal("opened a missing interface")
 	}
-	p, err = linkep.Open("afpacket", e.pname, linkep.Options{Netns: e.port.name})
+	p, err = linkep.Open("afpacket", e.pname, linkep.OpenOptions{Netns: e.port.name})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := p.(*linkep.AFPacket); !ok {
+	if _, ok := p.(*host.AFPacket); !ok {
 		t.Errorf("Open(afpacket) = %T", p)
 	}
 	p.Close()

@@ -1,4 +1,4 @@
-package linkep_test
+package host_test
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/linkep"
+	"github.com/ulagg/ulagg/linkep/host"
 )
 
 var (
@@ -26,9 +27,9 @@ func newTAPNet(t *testing.T) (*htNet, string) {
 	return htNewNet(t, "ulgt-"+id+"-t"), "ulgt" + id + "t"
 }
 
-func openTAP(t *testing.T, n *htNet, name string) *linkep.TAP {
+func openTAP(t *testing.T, n *htNet, name string) *host.TAP {
 	t.Helper()
-	tp, err := linkep.OpenTAP(name, linkep.TAPOptions{Netns: n.name})
+	tp, err := host.OpenTAP(name, host.TAPOptions{Netns: n.name})
 	if err != nil {
 		t.Fatalf("OpenTAP: %v", err)
 	}
@@ -87,7 +88,7 @@ func TestTAPPersistent(t *testing.T) {
 	ev := htWatch(tp)
 	htEventually(t, "link up", tp.LinkUp)
 
-	if _, err := linkep.Open("tap", name, linkep.Options{Netns: n.name}); err == nil {
+	if _, err := linkep.Open("tap", name, linkep.OpenOptions{Netns: n.name}); err == nil {
 		t.Error("a second open of an attached TAP succeeded")
 	}
 
@@ -152,7 +153,7 @@ func TestTAPNotATap(t *testing.T) {
 	if err := n.nl.LinkAdd(veth); err != nil {
 		t.Fatal(err)
 	}
-	if tp, err := linkep.OpenTAP(name, linkep.TAPOptions{Netns: n.name}); err == nil {
+	if tp, err := host.OpenTAP(name, host.TAPOptions{Netns: n.name}); err == nil {
 		tp.Close()
 		t.Fatal("OpenTAP on a dummy interface succeeded")
 	}

@@ -1,4 +1,4 @@
-package linkep
+package host
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/safchain/ethtool"
+	"github.com/ulagg/ulagg/linkep"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -35,7 +36,7 @@ type hostLink struct {
 
 	mtu     atomic.Uint32 // the endpoint's MTU, read on the data path
 	speed   atomic.Uint64
-	handler atomic.Pointer[func(Event)]
+	handler atomic.Pointer[func(linkep.Event)]
 	unwatch func()
 
 	// mtuMu serialises MTU changes against the check of MTU notifications.
@@ -158,7 +159,7 @@ func (h *hostLink) refreshSpeed() {
 // onUpdate runs on the link watcher goroutine.
 func (h *hostLink) onUpdate(u netlink.LinkUpdate) {
 	var (
-		evs   [3]Event
+		evs   [3]linkep.Event
 		n     int
 		speed bool
 		mtu   bool
@@ -172,16 +173,16 @@ func (h *hostLink) onUpdate(u netlink.LinkUpdate) {
 		h.gone = true
 		if h.up {
 			h.up = false
-			evs[n] = Event{Kind: LinkChanged, Up: false}
+			evs[n] = linkep.Event{Kind: linkep.LinkChanged, Up: false}
 			n++
 		}
-		evs[n] = Event{Kind: Gone}
+		evs[n] = linkep.Event{Kind: linkep.Gone}
 		n++
 	} else if a := u.Link.Attrs(); a != nil {
 		if up := linkIsUp(a); up != h.up {
 			h.up = up
 			speed = up // renegotiated links may change speed
-			evs[n] = Event{Kind: LinkChanged, Up: up}
+			evs[n] = linkep.Event{Kind: linkep.LinkChanged, Up: up}
 			n++
 		}
 		mtu = a.MTU != 0 && uint32(a.MTU) != h.hostMTU
@@ -208,29 +209,29 @@ func (h *hostLink) onUpdate(u netlink.LinkUpdate) {
 // of trusting the notification, which may predate a change the port made
 // since; mtuMu keeps SetPortMTU out meanwhile. While joined, a foreign change
 // is reverted to the lagg's MTU; otherwise the port follows it.
-func (h *hostLink) checkMTU() (Event, bool) {
+func (h *hostLink) checkMTU() (linkep.Event, bool) {
 	h.mtuMu.Lock()
 	defer h.mtuMu.Unlock()
 	// A closed handle would make netlink fall back to a socket in this
 	// thread's namespace, which need not be the port's.
 	if h.isClosed() {
-		return Event{}, false
+		return linkep.Event{}, false
 	}
 	l, err := h.nl.LinkByIndex(h.index)
 	if err != nil {
-		return Event{}, false // deleted: the RTM_DELLINK follows
+		return linkep.Event{}, false // deleted: the RTM_DELLINK follows
 	}
 	cur := uint32(l.Attrs().MTU)
 	h.mu.Lock()
 	if h.closed || h.gone || cur == h.hostMTU {
 		h.mu.Unlock()
-		return Event{}, false
+		return linkep.Event{}, false
 	}
 	if !h.joined {
 		h.hostMTU = cur
 		h.mtu.Store(cur)
 		h.mu.Unlock()
-		return Event{Kind: MTUChanged, MTU: cur}, true
+		return linkep.Event{Kind: linkep.MTUChanged, MTU: cur}, true
 	}
 	want, owner := h.wantMTU, h.owner
 	h.mu.Unlock()
@@ -238,7 +239,7 @@ func (h *hostLink) checkMTU() (Event, bool) {
 	if err := h.nl.LinkSetMTU(l, int(want)); err != nil {
 		h.log.Error("cannot restore the port MTU", "owner", owner, "mtu", want, "err", err)
 	}
-	return Event{Kind: MTUChanged, MTU: cur}, true
+	return linkep.Event{Kind: linkep.MTUChanged, MTU: cur}, true
 }
 
 // linkRef names the interface for netlink setters, which only use the index.
@@ -257,7 +258,7 @@ func (h *hostLink) LinkUp() bool {
 }
 
 // SetEventHandler implements Port.SetEventHandler.
-func (h *hostLink) SetEventHandler(fn func(Event)) {
+func (h *hostLink) SetEventHandler(fn func(linkep.Event)) {
 	if fn == nil {
 		h.handler.Store(nil)
 		return
@@ -312,14 +313,14 @@ func (h *hostLink) SetPortMTU(mtu uint32) error {
 	return nil
 }
 
-// TrySetMTU sets the MTU like SetMTU but reports ErrMTULocked while the port
+// TrySetMTU sets the MTU like SetMTU but reports linkep.ErrMTULocked while the port
 // is a lagg member.
 func (h *hostLink) TrySetMTU(mtu uint32) error {
 	h.mu.Lock()
 	joined := h.joined
 	h.mu.Unlock()
 	if joined {
-		return ErrMTULocked
+		return linkep.ErrMTULocked
 	}
 	return h.SetPortMTU(mtu)
 }
@@ -406,13 +407,13 @@ func (*hostLink) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
 func (*hostLink) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
 
 // AddHeader implements stack.LinkEndpoint, so a lagg may delegate to a port.
-func (*hostLink) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
+func (*hostLink) AddHeader(pkt *stack.PacketBuffer) { linkep.AddEthernetHeader(pkt) }
 
 // ParseHeader implements stack.LinkEndpoint.
-func (*hostLink) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
+func (*hostLink) ParseHeader(pkt *stack.PacketBuffer) bool { return linkep.ParseEthernetHeader(pkt) }
 
 // SetOnCloseAction implements stack.LinkEndpoint. As in fdbased it does
-// nothing: a host port never closes itself; it reports Gone.
+// nothing: a host port never closes itself; it reports linkep.Gone.
 func (*hostLink) SetOnCloseAction(func()) {}
 
 // openHost resolves the namespace and opens the interface's hostLink, with

@@ -1,14 +1,13 @@
-package linkep_test
+package host_test
 
 import (
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/ulagg/ulagg/linkep/host"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/ulagg/ulagg/linkep"
 )
 
 // TestWatchLink checks fan-out by ifindex, and that watches can be added and
@@ -40,7 +39,7 @@ func TestWatchLink(t *testing.T) {
 	var calls [3]atomic.Int32
 	var mu sync.Mutex
 	var cancel1, cancel2 func()
-	cancel0, err := linkep.WatchLink(n.h, idx[0], func(u netlink.LinkUpdate) {
+	cancel0, err := host.WatchLink(n.h, idx[0], func(u netlink.LinkUpdate) {
 		if u.Link.Attrs().Index != idx[0] {
 			t.Errorf("watch 0 got ifindex %d", u.Link.Attrs().Index)
 		}
@@ -51,7 +50,7 @@ func TestWatchLink(t *testing.T) {
 	}
 	defer cancel0()
 	mu.Lock() // the callback may run before cancel1 is assigned
-	cancel1, err = linkep.WatchLink(n.h, idx[1], func(u netlink.LinkUpdate) {
+	cancel1, err = host.WatchLink(n.h, idx[1], func(u netlink.LinkUpdate) {
 		if u.Header.Type != unix.RTM_NEWLINK {
 			return
 		}
@@ -62,7 +61,7 @@ func TestWatchLink(t *testing.T) {
 		cancel1()
 		if cancel2 == nil {
 			var err error
-			cancel2, err = linkep.WatchLink(n.h, idx[2], func(netlink.LinkUpdate) { calls[2].Add(1) })
+			cancel2, err = host.WatchLink(n.h, idx[2], func(netlink.LinkUpdate) { calls[2].Add(1) })
 			if err != nil {
 				t.Error(err)
 			}

@@ -1,4 +1,7 @@
-package linkep
+// Package linkeptest holds test support for code that aggregates ports: an
+// in-memory Ethernet wire whose ends are linkep.Ports, with cable pulls,
+// silent loss and a frame observer.
+package linkeptest
 
 import (
 	"fmt"
@@ -6,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ulagg/ulagg/linkep"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -16,7 +20,18 @@ import (
 // other inline from deadlocking on full queues.
 const wireQueueLen = 4096
 
-// Wire is an in-memory Ethernet cable with two ends. Each end is a Port, so
+// WireKind is the port kind test binaries register for wire ends, so test
+// configurations may name it. A wire end is made by NewWire, never opened by
+// name: Open of this kind fails.
+const WireKind = "wire"
+
+func init() {
+	linkep.RegisterKind(WireKind, func(name string, _ linkep.OpenOptions) (linkep.Port, error) {
+		return nil, fmt.Errorf("%s: a wire end is made with linkeptest.NewWire, not opened by name", name)
+	})
+}
+
+// Wire is an in-memory Ethernet cable with two ends. Each end is a linkep.Port, so
 // two gVisor stacks (with or without a lagg) can talk in one process. A test
 // can pull the cable (both ends lose carrier, as with a real cable) or make
 // it silently stop passing frames while the carrier stays up.
@@ -102,14 +117,14 @@ type WireEnd struct {
 	// +checklocks:mu
 	owner string
 	// +checklocks:mu
-	handler func(Event)
+	handler func(linkep.Event)
 	// +checklocks:mu
 	stop chan struct{}
 
 	wg sync.WaitGroup // the delivery goroutine
 }
 
-var _ Port = (*WireEnd)(nil)
+var _ linkep.Port = (*WireEnd)(nil)
 
 func newWireEnd(name string, mac tcpip.LinkAddress, opts WireOptions) *WireEnd {
 	e := &WireEnd{
@@ -133,7 +148,7 @@ func (e *WireEnd) setCarrier(up bool) {
 	h := e.handler
 	e.mu.Unlock()
 	if h != nil {
-		h(Event{Kind: LinkChanged, Up: up})
+		h(linkep.Event{Kind: linkep.LinkChanged, Up: up})
 	}
 }
 
@@ -147,7 +162,7 @@ func (e *WireEnd) LinkUp() bool { return e.carrier.Load() }
 func (e *WireEnd) SpeedMbps() uint64 { return e.speed }
 
 // SetEventHandler implements Port.
-func (e *WireEnd) SetEventHandler(fn func(Event)) {
+func (e *WireEnd) SetEventHandler(fn func(linkep.Event)) {
 	e.mu.Lock()
 	e.handler = fn
 	e.mu.Unlock()
@@ -181,7 +196,7 @@ func (e *WireEnd) TrySetMTU(mtu uint32) error {
 	owner := e.owner
 	e.mu.Unlock()
 	if owner != "" {
-		return fmt.Errorf("wire %s: %w %s", e.name, ErrMTULocked, owner)
+		return fmt.Errorf("wire %s: %w %s", e.name, linkep.ErrMTULocked, owner)
 	}
 	return e.SetPortMTU(mtu)
 }
@@ -228,10 +243,10 @@ func (*WireEnd) ARPHardwareType() header.ARPHardwareType { return header.ARPHard
 
 // AddHeader implements stack.LinkEndpoint, so a WireEnd can also be a plain
 // NIC of a stack without a lagg.
-func (*WireEnd) AddHeader(pkt *stack.PacketBuffer) { AddEthernetHeader(pkt) }
+func (*WireEnd) AddHeader(pkt *stack.PacketBuffer) { linkep.AddEthernetHeader(pkt) }
 
 // ParseHeader implements stack.LinkEndpoint.
-func (*WireEnd) ParseHeader(pkt *stack.PacketBuffer) bool { return ParseEthernetHeader(pkt) }
+func (*WireEnd) ParseHeader(pkt *stack.PacketBuffer) bool { return linkep.ParseEthernetHeader(pkt) }
 
 // Attach implements stack.LinkEndpoint. A non-nil dispatcher starts the
 // delivery goroutine; nil stops it and waits for it.
