@@ -10,6 +10,13 @@
 //     gVisor's fdbased endpoint does with EthernetHeader set.
 //   - Unicast frames for a MAC other than LinkAddress() are dropped by the
 //     child, so the lagg pushes its MAC to every child with SetLinkAddress.
+//   - A received frame keeps its outer 802.1Q/802.1ad tag in the frame, as on
+//     the wire, even where the kernel stripped it into metadata (AF_PACKET
+//     puts it back from PACKET_AUXDATA), so the EtherType reaching the
+//     dispatcher is the TPID and the lagg sees every port kind alike.
+//   - pkt.RXChecksumValidated is set on a received frame only when the
+//     kernel vouches for its transport checksum (verified, or a partial
+//     checksum of a locally generated frame); otherwise it must be checked.
 package linkep
 
 import (
@@ -91,3 +98,11 @@ type Event struct {
 // ErrMTULocked is returned when something other than the owning lagg tries
 // to change a member port's MTU.
 var ErrMTULocked = errors.New("the port is a lagg member: set the MTU on the lagg")
+
+// KernelDropper is implemented by ports that can tell how many received
+// frames the kernel dropped before the port read them (AF_PACKET's
+// PACKET_STATISTICS: a full socket buffer). The lagg shows it per port.
+type KernelDropper interface {
+	// KernelDrops is the total since the port opened.
+	KernelDrops() uint64
+}
