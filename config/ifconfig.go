@@ -193,7 +193,7 @@ func (p *ifParser) single() (ifOp, error) {
 	case "create", "destroy", "up", "down":
 		return ifOp{verb: w}, nil
 	case "laggproto":
-		protos := lagg.Protocols()
+		protos := lagg.ProtocolNames()
 		s, err := p.arg(w, "protocol ("+strings.Join(protos, ", ")+")")
 		if err != nil {
 			return ifOp{}, err

@@ -118,7 +118,7 @@ func (v *checker) lagg(p string, l *Lagg, owner map[string]string) {
 	if !validLaggName(l.Name) {
 		v.errorf(keyPath(p, "name"), "%q is not a valid lagg name: want a lowercase letter, then up to 14 of a-z 0-9 _ . -", l.Name)
 	}
-	v.oneOf(keyPath(p, "proto"), l.Proto, lagg.Protocols())
+	v.oneOf(keyPath(p, "proto"), l.Proto, lagg.ProtocolNames())
 	seen := map[netip.Addr]int{}
 	for i, a := range l.Addresses {
 		ap := indexPath(keyPath(p, "addresses"), i)

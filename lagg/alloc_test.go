@@ -114,7 +114,7 @@ func TestRxPathAllocatesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l, sinks := newSinkLagg(t, tc.proto, 2)
 			if tc.proto == "failover" {
-				if err := l.SetRxAll(tc.rxAll); err != nil {
+				if err := l.Update(func(c *lagg.Config) { c.RxAll = tc.rxAll }); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -29,7 +29,9 @@ func (r DropReason) String() string {
 	return fmt.Sprintf("drop(%d)", int(r))
 }
 
-// counters are updated on the data path with atomics only.
+// counters are updated on the data path with atomics only, and only the
+// port's: a lagg's totals are summed when read, so no counter is shared by
+// every port and CPU.
 type counters struct {
 	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
 	drops                                [numDropReasons]atomic.Uint64
@@ -46,6 +48,18 @@ func (c *counters) tx(frames, bytes int) {
 }
 
 func (c *counters) drop(r DropReason, n int) { c.drops[r].Add(uint64(n)) }
+
+// add adds o's counts to c: a released port's go to its lagg's own, so the
+// lagg's totals (its own plus its ports', summed when read) never go back.
+func (c *counters) add(o *counters) {
+	c.rxFrames.Add(o.rxFrames.Load())
+	c.rxBytes.Add(o.rxBytes.Load())
+	c.txFrames.Add(o.txFrames.Load())
+	c.txBytes.Add(o.txBytes.Load())
+	for i := range c.drops {
+		c.drops[i].Add(o.drops[i].Load())
+	}
+}
 
 // Counters is a point-in-time copy of frame and byte counters.
 type Counters struct {
@@ -67,6 +81,20 @@ func (c *counters) snapshot() Counters {
 		}
 	}
 	return s
+}
+
+// merge adds o to c.
+func (c *Counters) merge(o Counters) {
+	c.RxFrames += o.RxFrames
+	c.RxBytes += o.RxBytes
+	c.TxFrames += o.TxFrames
+	c.TxBytes += o.TxBytes
+	for k, v := range o.Drops {
+		if c.Drops == nil {
+			c.Drops = make(map[string]uint64)
+		}
+		c.Drops[k] += v
+	}
 }
 
 // Drop returns the count for one reason.

@@ -110,7 +110,7 @@ func TestFailoverRxAll(t *testing.T) {
 		t.Errorf("A's stack received %d packets with rx-all off, want 0", got)
 	}
 
-	if err := a.SetRxAll(true); err != nil {
+	if err := a.Update(func(c *lagg.Config) { c.RxAll = true }); err != nil {
 		t.Fatal(err)
 	}
 	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
@@ -290,7 +290,7 @@ func TestAnnounceOnFailoverAndMACChange(t *testing.T) {
 	for i := range 10 {
 		newMAC := tcpip.LinkAddress([]byte{0x02, 0xaa, 0xbb, 0xcc, 0xdd, byte(i)})
 		before := len(seen0())
-		if err := a.SetMAC(newMAC); err != nil {
+		if err := a.Update(func(c *lagg.Config) { c.MAC = newMAC }); err != nil {
 			t.Fatal(err)
 		}
 		for _, w := range want(newMAC) {

@@ -60,7 +60,7 @@ func mac(side, i int) tcpip.LinkAddress {
 // options returns lagg defaults for proto with a discarding logger.
 func options(name, proto string) lagg.Options {
 	o := lagg.DefaultOptions(name)
-	o.Proto = proto
+	o.Proto = lagg.Proto(proto)
 	o.Logger = discard
 	return o
 }

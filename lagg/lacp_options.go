@@ -23,10 +23,7 @@ func DefaultLACPOptions() LACPOptions {
 	return LACPOptions{MultiSpeed: true, MaxPorts: 16, SystemPriority: 32768, MinPorts: 1}
 }
 
-func (o *LACPOptions) validate() error {
-	if o.MaxPorts == 0 && o.MinPorts == 0 && o.SystemPriority == 0 {
-		*o = DefaultLACPOptions() // a zero value means the defaults
-	}
+func (o LACPOptions) validate() error {
 	if o.MaxPorts < 1 || o.MaxPorts > 16 {
 		return fmt.Errorf("lacp max ports %d out of range 1..16", o.MaxPorts)
 	}
@@ -46,19 +43,3 @@ type LACPStatus = lacp.Status
 // LACPPortStatus is one port's LACP state: actor and partner information,
 // mux and receive machine states, selection and PDU counters.
 type LACPPortStatus = lacp.PortStatus
-
-// SetLACPOptions changes the lacp options; a running lacp protocol applies
-// them at once.
-func (l *Lagg) SetLACPOptions(o LACPOptions) error {
-	if err := o.validate(); err != nil {
-		return fmt.Errorf("lagg %s: %w", l.name, err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.opts.lacp = o
-	if oc, ok := l.proto.(interface{ optionsChanged() }); ok {
-		oc.optionsChanged()
-	}
-	l.rebuildLocked()
-	return nil
-}

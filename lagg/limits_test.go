@@ -91,22 +91,19 @@ func TestUnknownNames(t *testing.T) {
 	if err := l.SetPortPriority("nosuch0", 1); err == nil {
 		t.Errorf("SetPortPriority(nosuch0): got nil error, want one")
 	}
-	if err := l.SetProto("roundrobin"); err == nil || !strings.Contains(err.Error(), "unknown protocol") {
-		t.Errorf("SetProto(roundrobin): got %v, want unknown protocol", err)
+	if err := l.Update(func(c *lagg.Config) { c.Proto = "carrierpigeon" }); err == nil || !strings.Contains(err.Error(), "unknown protocol") {
+		t.Errorf("Proto carrierpigeon: got %v, want unknown protocol", err)
 	}
-	if got := l.Proto(); got != "failover" {
-		t.Errorf("Proto after a refused SetProto: got %q, want failover", got)
+	if got := l.Config().Proto; got != lagg.ProtoFailover {
+		t.Errorf("Proto after a refused change: got %q, want failover", got)
 	}
-	o := options("badproto", "roundrobin")
+	o := options("badproto", "carrierpigeon")
 	if l2, err := lagg.New(o); err == nil {
 		l2.Close()
-		t.Errorf("New with protocol roundrobin: got nil error, want one")
+		t.Errorf("New with protocol carrierpigeon: got nil error, want one")
 	}
-	if err := l.SetProto("loadbalance"); err != nil {
+	if err := l.Update(func(c *lagg.Config) { c.Proto = lagg.ProtoLoadBalance }); err != nil {
 		t.Fatal(err)
-	}
-	if err := l.SetRxAll(false); err == nil {
-		t.Errorf("SetRxAll on loadbalance: got nil error, want one (failover option)")
 	}
 	if got := len(l.Ports()); got != 1 {
 		t.Errorf("ports after protocol changes: got %d, want 1", got)
@@ -157,7 +154,7 @@ func TestProtoNone(t *testing.T) {
 		t.Errorf("ports: got %d, want 2 kept", got)
 	}
 	// Switching to a real protocol makes the same ports carry traffic.
-	if err := a.SetProto("failover"); err != nil {
+	if err := a.Update(func(c *lagg.Config) { c.Proto = lagg.Proto("failover") }); err != nil {
 		t.Fatal(err)
 	}
 	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
@@ -213,8 +210,8 @@ func TestDelays(t *testing.T) {
 	const delay = 500 * time.Millisecond
 	p := newPair(t, "failover", 2, nil)
 	a := p.a.l
-	a.SetDelays(0, delay)
-	p.b.l.SetDelays(0, delay)
+	a.Update(func(c *lagg.Config) { c.UpDelay, c.DownDelay = 0, delay })
+	p.b.l.Update(func(c *lagg.Config) { c.UpDelay, c.DownDelay = 0, delay })
 
 	// A short flap on port 0.
 	p.wires[0].SetLinkUp(false)
@@ -242,8 +239,8 @@ func TestDelays(t *testing.T) {
 	p.wires[1].SetLinkUp(true)
 
 	// Up delay: port 0 goes down at once and comes back only after the delay.
-	a.SetDelays(delay, 0)
-	p.b.l.SetDelays(delay, 0)
+	a.Update(func(c *lagg.Config) { c.UpDelay, c.DownDelay = delay, 0 })
+	p.b.l.Update(func(c *lagg.Config) { c.UpDelay, c.DownDelay = delay, 0 })
 	waitFor(t, 10*time.Second, "port 1 back", func() bool { return portStatus(t, a, p.portA(1)).Active })
 	p.wires[0].SetLinkUp(false)
 	if got := a.Status().TxPort; got != p.portA(1) {

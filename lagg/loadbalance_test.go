@@ -230,7 +230,7 @@ func TestSelectTxPortHashLayers(t *testing.T) {
 	if got := used(); len(got) != 4 {
 		t.Errorf("all layers, 64 flows over 4 ports: got ports %v, want all 4 used", got)
 	}
-	l.SetHashLayers(lagg.HashL2)
+	l.Update(func(c *lagg.Config) { c.Hash = lagg.HashL2 })
 	if got := l.Status().Hash; got != lagg.HashL2 {
 		t.Errorf("Status().Hash: got %v, want %v", got, lagg.HashL2)
 	}

@@ -1,41 +1,29 @@
 package lagg
 
-// failover transmits on the active port with the smallest priority value and
-// takes the better port back as soon as it returns (pre-emptive). It
-// receives on every active port with rx-all (the default), else only on the
-// transmitting port.
-type protoFailover struct {
-	baseProtocol
-	l *Lagg
-}
+// ProtoFailover transmits on the active port with the smallest priority
+// value and takes the better port back as soon as it returns (pre-emptive).
+// It receives on every active port with rx-all (the default), else only on
+// the transmitting port.
+const ProtoFailover Proto = "failover"
 
-func init() { registerProtocol("failover", func() protocol { return &protoFailover{} }) }
+type protoFailover struct{ baseProtocol }
 
-func (f *protoFailover) start(l *Lagg) { f.l = l }
+func init() { registerProtocol(ProtoFailover, 1, func() protocol { return protoFailover{} }) }
 
-func (f *protoFailover) distribute(ports []*port) distribution {
-	for _, p := range ports {
+func (protoFailover) distribute(c *protoCtx) distribution {
+	for _, p := range c.ports {
 		if !p.active {
 			continue
 		}
-		d := distribution{tx: []*port{p}, up: true}
-		if f.l.opts.rxAll {
-			for _, q := range ports {
-				if q.active {
-					d.rx |= q.bit()
-				}
-			}
-		} else {
-			d.rx = p.bit()
+		d := distribution{tx: singleTx{p}, txPorts: []*port{p}, primary: p, rx: p.bit(), up: true}
+		if c.cfg.RxAll {
+			d.rx = rxBits(activePorts(c.ports))
 		}
 		return d
 	}
 	return distribution{}
 }
 
-func (*protoFailover) portFlags(p *port, d *distribution) PortFlags { return commonPortFlags(p, d) }
-
-func (f *protoFailover) status(st *Status) {
-	rx := f.l.opts.rxAll
-	st.Failover = &FailoverStatus{RxAll: rx}
+func (protoFailover) status(c *protoCtx, st *Status) {
+	st.Failover = &FailoverStatus{RxAll: c.cfg.RxAll}
 }

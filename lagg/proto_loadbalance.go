@@ -1,20 +1,16 @@
 package lagg
 
-// loadbalance spreads flows over the active ports by flow hash and receives
-// on all of them. The transmit set holds only active ports and is rebuilt on
-// every change, so there is no stale port count (NetBSD's lagg_lb_stopport)
-// and no division by zero.
+// ProtoLoadBalance spreads flows over the active ports by flow hash and
+// receives on all of them. The transmit set holds only active ports and is
+// rebuilt on every change, so there is no stale port count (NetBSD's
+// lagg_lb_stopport) and no division by zero.
+const ProtoLoadBalance Proto = "loadbalance"
+
 type protoLoadbalance struct{ baseProtocol }
 
-func init() { registerProtocol("loadbalance", func() protocol { return &protoLoadbalance{} }) }
+func init() { registerProtocol(ProtoLoadBalance, 2, func() protocol { return protoLoadbalance{} }) }
 
-func (*protoLoadbalance) distribute(ports []*port) distribution {
-	d := distribution{tx: activePorts(ports), hashed: true}
-	for _, p := range d.tx {
-		d.rx |= p.bit()
-	}
-	d.up = len(d.tx) > 0
-	return d
+func (protoLoadbalance) distribute(c *protoCtx) distribution {
+	tx := activePorts(c.ports)
+	return distribution{tx: newHashedTx(tx, c.cfg.Hash, c.prev), txPorts: tx, rx: rxBits(tx), up: len(tx) > 0}
 }
-
-func (*protoLoadbalance) portFlags(p *port, d *distribution) PortFlags { return commonPortFlags(p, d) }

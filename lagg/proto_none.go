@@ -1,15 +1,17 @@
 package lagg
 
-// none carries no traffic either way (NetBSD's default protocol). Unlike
-// NetBSD it accepts ports, so a lagg can be assembled before it is given a
-// protocol.
+// ProtoNone carries no traffic either way (NetBSD's default protocol).
+const ProtoNone Proto = "none"
+
+// protoNone accepts ports, unlike NetBSD's, so a lagg can be assembled
+// before it is given a protocol.
 type protoNone struct{ baseProtocol }
 
-func init() { registerProtocol("none", func() protocol { return &protoNone{} }) }
+func init() { registerProtocol(ProtoNone, 0, func() protocol { return protoNone{} }) }
 
-func (*protoNone) distribute([]*port) distribution { return distribution{} }
+func (protoNone) distribute(*protoCtx) distribution { return distribution{} }
 
-func (*protoNone) portFlags(p *port, _ *distribution) PortFlags {
+func (protoNone) portFlags(p *port, _ *distribution) PortFlags {
 	if p.active {
 		return PortActive
 	}

@@ -95,10 +95,10 @@ func TestProtocolSwitchDuringTransfer(t *testing.T) {
 	for i, proto := range []string{"loadbalance", "failover"} {
 		x.waitReceived(t, int64(i+1)*reconfigSize/3)
 		for _, n := range []*node{p.a, p.b} {
-			if err := n.l.SetProto(proto); err != nil {
+			if err := n.l.Update(func(c *lagg.Config) { c.Proto = lagg.Proto(proto) }); err != nil {
 				t.Fatal(err)
 			}
-			if got := n.l.Proto(); got != proto {
+			if got := n.l.Config().Proto; string(got) != proto {
 				t.Fatalf("Proto after SetProto(%q): got %q", proto, got)
 			}
 		}

@@ -3,13 +3,15 @@ package lagg
 import (
 	"time"
 
+	"github.com/ulagg/ulagg/linkep"
+
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
 // Status is a lagg's state, as `ifconfig lagg0` shows it.
 type Status struct {
 	Name         string
-	Proto        string
+	Proto        Proto
 	MAC          tcpip.LinkAddress
 	MTU          uint32
 	Up           bool
@@ -34,7 +36,10 @@ type PortStatus struct {
 	MAC       tcpip.LinkAddress // the port's original MAC
 	SpeedMbps uint64
 	Counters  Counters
-	LACP      *LACPPortStatus
+	// KernelDrops counts frames the kernel dropped before the port read
+	// them (a full socket buffer), for ports that know (linkep.KernelDropper).
+	KernelDrops uint64
+	LACP        *LACPPortStatus
 }
 
 // FailoverStatus holds failover's options.
@@ -49,20 +54,20 @@ func (l *Lagg) Status() Status {
 	s := l.snap.Load()
 	st := Status{
 		Name:         l.name,
-		Proto:        l.protoName,
+		Proto:        l.cfg.Proto,
 		MAC:          l.mac,
 		MTU:          l.mtu.Load(),
-		Up:           s.up,
-		Hash:         l.opts.hash,
+		Up:           s.dist.up,
+		Hash:         l.cfg.Hash,
 		Failovers:    l.failovers.Load(),
 		LastFailover: time.Duration(l.lastFailover.Load()),
 		Counters:     l.ctr.snapshot(),
 	}
-	if !s.hashed && len(s.tx) > 0 {
-		st.TxPort = s.tx[0].name
+	if p := s.dist.primary; p != nil {
+		st.TxPort = p.name
 	}
 	for _, p := range l.ports {
-		st.Ports = append(st.Ports, PortStatus{
+		ps := PortStatus{
 			Name:      p.name,
 			Priority:  p.prio,
 			Flags:     l.proto.portFlags(p, &l.dist),
@@ -72,9 +77,14 @@ func (l *Lagg) Status() Status {
 			MAC:       p.origMAC,
 			SpeedMbps: p.child.SpeedMbps(),
 			Counters:  p.ctr.snapshot(),
-		})
+		}
+		if kd, ok := p.child.(linkep.KernelDropper); ok {
+			ps.KernelDrops = kd.KernelDrops()
+		}
+		st.Counters.merge(ps.Counters)
+		st.Ports = append(st.Ports, ps)
 	}
-	l.proto.status(&st)
+	l.proto.status(l.ctxLocked(), &st)
 	return st
 }
 

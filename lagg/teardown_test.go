@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/ulagg/ulagg/lagg"
 )
 
 // TestTeardownUnderLoad: Stack.Close and Stack.Wait return while frames are
@@ -51,14 +53,14 @@ func TestGoroutinesBackToBaseline(t *testing.T) {
 			p.wires[1].SetLinkUp(false)
 			p.wires[1].SetLinkUp(true)
 		}
-		p.a.l.SetDelays(50*time.Millisecond, 50*time.Millisecond) // leaves timers pending
+		p.a.l.Update(func(c *lagg.Config) { c.UpDelay, c.DownDelay = 50*time.Millisecond, 50*time.Millisecond }) // leaves timers pending
 		p.wires[1].SetLinkUp(false)
 		p.wires[1].SetLinkUp(true)
 		p.wires[1].SetLinkUp(false)
 		extra := p.addBoth(t, 10)
 		echo(t, p.a, p.b, 7, []byte("on the added port"))
 		p.removeBoth(t, extra)
-		if err := p.a.l.SetProto("loadbalance"); err != nil {
+		if err := p.a.l.Update(func(c *lagg.Config) { c.Proto = lagg.Proto("loadbalance") }); err != nil {
 			t.Fatal(err)
 		}
 		p.wires[0].SetPassing(false)

@@ -1,0 +1,136 @@
+package lagg
+
+import (
+	"fmt"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// The per-frame paths. Each loads the snapshot once and neither locks nor
+// allocates: transmit is WritePackets → the protocol's transmitter →
+// port.write; receive is the child → port.DeliverNetworkPacket → the stack.
+
+// WritePackets implements stack.LinkEndpoint. The caller keeps its
+// references; frames go to ports unchanged.
+func (l *Lagg) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	s := l.snap.Load()
+	if !s.dist.up {
+		l.ctr.drop(DropNoPort, pkts.Len())
+		return 0, &tcpip.ErrNoBufferSpace{}
+	}
+	return s.dist.tx.transmit(s, pkts)
+}
+
+// SelectTxPort returns the name of the port that would send pkt now, or ""
+// when it would leave on none or on several. It runs the same code as
+// WritePackets but moves no state.
+func (l *Lagg) SelectTxPort(pkt *stack.PacketBuffer) string {
+	s := l.snap.Load()
+	if !s.dist.up {
+		return ""
+	}
+	if p := s.dist.tx.portFor(pkt); p != nil {
+		return p.name
+	}
+	return ""
+}
+
+// write sends pkts on this port and counts them. The caller keeps its
+// references.
+func (p *port) write(s *snapshot, pkts stack.PacketBufferList) (int, tcpip.Error) {
+	bytes := 0
+	for _, pkt := range pkts.AsSlice() {
+		bytes += pkt.Size()
+	}
+	if cs := p.l.capture.cur.Load(); cs != nil {
+		for _, pkt := range pkts.AsSlice() {
+			cs.deliver(p, Out, pkt)
+		}
+	}
+	n, err := p.child.WritePackets(pkts)
+	if n > 0 {
+		p.ctr.tx(n, bytes)
+		if fc := s.failover; fc != nil && fc.port == p && !fc.done.Load() && fc.done.CompareAndSwap(false, true) {
+			p.l.failoverDone(fc)
+		}
+	}
+	if err != nil {
+		p.ctr.drop(DropTxError, pkts.Len()-n)
+	}
+	return n, err
+}
+
+// DeliverNetworkPacket implements stack.NetworkDispatcher: the per-frame
+// receive accept.
+func (p *port) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	l := p.l
+	if proto == EtherTypeSlowProtocols {
+		l.controlInput(p, pkt)
+		return
+	}
+	s := l.snap.Load()
+	if s.dist.rx&p.bit() == 0 {
+		p.ctr.drop(DropInactivePort, 1)
+		return
+	}
+	d := s.dispatcher
+	if d == nil {
+		p.ctr.drop(DropNotAttached, 1)
+		return
+	}
+	if cs := l.capture.cur.Load(); cs != nil {
+		cs.deliver(p, In, pkt)
+	}
+	p.ctr.rx(pkt.Size())
+	d.DeliverNetworkPacket(proto, pkt)
+}
+
+// DeliverLinkPacket implements stack.NetworkDispatcher (packet sockets).
+func (p *port) DeliverLinkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	s := p.l.snap.Load()
+	if s.dist.rx&p.bit() != 0 && s.dispatcher != nil {
+		s.dispatcher.DeliverLinkPacket(proto, pkt)
+	}
+}
+
+// controlInput queues a slow-protocols frame for the control goroutine.
+func (l *Lagg) controlInput(p *port, pkt *stack.PacketBuffer) {
+	buf := pkt.ToBuffer()
+	frame := buf.Flatten()
+	buf.Release()
+	if cs := l.capture.cur.Load(); cs != nil {
+		cs.deliverBytes(p, In, frame)
+	}
+	select {
+	case l.ctlQ <- controlFrame{port: p, frame: frame}:
+		p.ctr.rx(len(frame))
+	default:
+		p.ctr.drop(DropControlQueue, 1)
+	}
+}
+
+// sendFrame sends a complete Ethernet frame (an LACPDU, a marker) on p,
+// whatever the distribution. Protocols reach it through protoCtx.send.
+func (p *port) sendFrame(frame []byte) error {
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		ReserveHeaderBytes: int(p.child.MaxHeaderLength()),
+		Payload:            buffer.MakeWithData(frame[header.EthernetMinimumSize:]),
+	})
+	defer pkt.DecRef()
+	copy(pkt.LinkHeader().Push(header.EthernetMinimumSize), frame[:header.EthernetMinimumSize])
+	pkt.NetworkProtocolNumber = EtherTypeSlowProtocols
+	var list stack.PacketBufferList
+	list.PushBack(pkt)
+	if _, err := p.child.WritePackets(list); err != nil {
+		p.ctr.drop(DropTxError, 1)
+		return fmt.Errorf("port %s: %s", p.name, err)
+	}
+	p.ctr.tx(1, len(frame))
+	if cs := p.l.capture.cur.Load(); cs != nil {
+		cs.deliverBytes(p, Out, frame)
+	}
+	return nil
+}

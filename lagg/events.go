@@ -1,0 +1,92 @@
+package lagg
+
+import (
+	"fmt"
+	"time"
+)
+
+// EventKind says what happened in a lagg.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventLink: a port's link went up or down (Port, Up).
+	EventLink EventKind = iota + 1
+	// EventFailover: the failover transmit port changed (From, Port).
+	EventFailover
+	// EventFailoverDone: the first frame left on the new transmit port
+	// (From, Port, Duration since the carrier loss or the change).
+	EventFailoverDone
+	// EventLACP: a port's LACP state changed (Port, Detail: the new
+	// collecting/distributing state).
+	EventLACP
+	// EventPortAdded and EventPortRemoved: a port joined or left (Port).
+	EventPortAdded
+	EventPortRemoved
+	// EventPortGone: a port's interface disappeared; the port left (Port).
+	EventPortGone
+	// EventLaggLink: the lagg's own link went up or down (Up).
+	EventLaggLink
+	// EventConfig: Apply changed the lagg's settings (Detail: what).
+	EventConfig
+)
+
+var eventNames = map[EventKind]string{
+	EventLink: "link", EventFailover: "failover", EventFailoverDone: "failover-done",
+	EventLACP: "lacp", EventPortAdded: "port-added", EventPortRemoved: "port-removed",
+	EventPortGone: "port-gone", EventLaggLink: "lagg-link", EventConfig: "config",
+}
+
+func (k EventKind) String() string {
+	if n, ok := eventNames[k]; ok {
+		return n
+	}
+	return fmt.Sprintf("event(%d)", int(k))
+}
+
+// Event is one thing that happened in a lagg, for embedders that must not
+// poll (SetEventHandler).
+type Event struct {
+	Kind     EventKind
+	Time     time.Time
+	Lagg     string
+	Port     string
+	Up       bool
+	From     string        // EventFailover, EventFailoverDone: the old transmit port
+	Duration time.Duration // EventFailoverDone
+	Detail   string
+}
+
+// eventQueueLen bounds events waiting for the handler; beyond it they are
+// counted as lost rather than block the control path.
+const eventQueueLen = 256
+
+// SetEventHandler registers fn to receive the lagg's events, in order, on
+// the lagg's control goroutine and never with a lock held; fn must return
+// quickly and may call the lagg's methods. nil stops delivery.
+func (l *Lagg) SetEventHandler(fn func(Event)) {
+	if fn == nil {
+		l.handler.Store(nil)
+		return
+	}
+	l.handler.Store(&fn)
+}
+
+// emit queues ev for the handler without blocking.
+func (l *Lagg) emit(ev Event) {
+	if ev.Lagg == "" {
+		ev.Lagg = l.name
+	}
+	if ev.Time.IsZero() {
+		ev.Time = l.clock.Now()
+	}
+	if l.handler.Load() == nil {
+		return
+	}
+	select {
+	case l.evQ <- ev:
+	default:
+		l.eventsLost.Add(1)
+	}
+}
+
