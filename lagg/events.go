@@ -89,4 +89,3 @@ func (l *Lagg) emit(ev Event) {
 		l.eventsLost.Add(1)
 	}
 }
-

@@ -176,15 +176,15 @@ func rxBits(ports []*port) uint64 {
 // baseProtocol gives the methods most protocols leave empty.
 type baseProtocol struct{}
 
-func (baseProtocol) attach(*protoCtx)                     {}
-func (baseProtocol) detach(*protoCtx)                     {}
-func (baseProtocol) portAdded(*protoCtx, *port)           {}
-func (baseProtocol) portRemoved(*protoCtx, *port)         {}
-func (baseProtocol) portChanged(*protoCtx, *port)         {}
-func (baseProtocol) configChanged(*protoCtx)              {}
-func (baseProtocol) input(*protoCtx, *port, []byte) bool  { return false }
-func (baseProtocol) timer(*protoCtx)                      {}
-func (baseProtocol) status(*protoCtx, *Status)            {}
+func (baseProtocol) attach(*protoCtx)                             {}
+func (baseProtocol) detach(*protoCtx)                             {}
+func (baseProtocol) portAdded(*protoCtx, *port)                   {}
+func (baseProtocol) portRemoved(*protoCtx, *port)                 {}
+func (baseProtocol) portChanged(*protoCtx, *port)                 {}
+func (baseProtocol) configChanged(*protoCtx)                      {}
+func (baseProtocol) input(*protoCtx, *port, []byte) bool          { return false }
+func (baseProtocol) timer(*protoCtx)                              {}
+func (baseProtocol) status(*protoCtx, *Status)                    {}
 func (baseProtocol) portFlags(p *port, d *distribution) PortFlags { return commonPortFlags(p, d) }
 
 // commonPortFlags are the flags of the protocols without LACP: a
