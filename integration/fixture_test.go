@@ -28,7 +28,7 @@
 // Topology (newTopo): namespace <prefix>-h is the kernel host, hostIP on a
 // bridge over veths ulith0..N; their peers ulitp0..N sit in namespace
 // <prefix>-l, without addresses, and are the lagg's ports. The appliance runs
-// in this process (stack.New) with its ports opened inside <prefix>-l
+// in this process (appliance.New) with its ports opened inside <prefix>-l
 // (linkep.Options.Netns); nothing is created in or sent from the root
 // namespace.
 //
@@ -72,7 +72,7 @@ import (
 	"github.com/ulagg/ulagg/internal/lab"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
-	"github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // testPrefix starts the name of every namespace and interface the
@@ -200,7 +200,7 @@ const (
 
 // app is a running appliance with one lagg, lagg0.
 type app struct {
-	a   *stack.Appliance
+	a   *appliance.Appliance
 	l   *lagg.Lagg
 	log *testLog
 }
@@ -222,9 +222,9 @@ func startAppliance(t testing.TB, lc config.Lagg, o appOptions) *app {
 	open := func(p config.Port, log *slog.Logger) (linkep.Port, error) {
 		return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{Netns: o.netns, SpeedMbps: p.SpeedMbps, DisableGSO: o.disableGSO, Logger: log})
 	}
-	a, err := stack.New(cfg, stack.Options{Logger: tl.logger, OpenPort: open})
+	a, err := appliance.New(cfg, appliance.Options{Logger: tl.logger, OpenPort: open})
 	if err != nil {
-		t.Fatalf("stack.New: %v", err)
+		t.Fatalf("appliance.New: %v", err)
 	}
 	ap := &app{a: a, l: a.Lagg(lc.Name), log: tl}
 	t.Cleanup(a.Close)

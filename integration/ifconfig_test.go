@@ -21,7 +21,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
-	"github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // ifcManPageFailover runs lagg(4)'s failover example, one ifconfig line
@@ -237,7 +237,7 @@ func TestIfconfigManPageFailover(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("ifconfig --json lagg0: exit %d, %s", code, errOut)
 	}
-	var got []stack.LaggJSON
+	var got []appliance.LaggJSON
 	if err := json.Unmarshal([]byte(js), &got); err != nil {
 		t.Fatalf("ifconfig --json does not parse: %v\n%s", err, js)
 	}

@@ -1,9 +1,17 @@
-// Package stack assembles ulagg's in-process IP stack: a gVisor stack with a
-// NIC per lagg, its addresses and routes, ARP and NDP, ICMP echo, the
-// configured TCP/UDP services, and the appliance runtime around it.
+// Package stack is what a userspace router needs to put ulagg's lagg
+// endpoints on a gVisor stack: NewNetstack returns a stack tuned as ulagg
+// runs it, AddInterface creates a NIC over a lagg (or any LinkEndpoint) with
+// its addresses and on-link routes, AddAddress and RemoveAddress change them,
+// ProtocolAddress converts a netip.Prefix to gVisor's form, and Announce sends
+// the gratuitous ARP and unsolicited neighbour advertisements a lagg asks for
+// on failover (see lagg.Lagg.SetAnnouncer). A router with its own stack may
+// use just AddInterface and Announce; see the package example.
 //
-// Routers that embed ulagg need only NewNetstack's tuning (or their own
-// stack), lagg.New and AddInterface; see the package example.
+// The package imports gVisor and the standard library only. The standalone
+// appliance built on it (TOML configuration, control socket, capture,
+// Prometheus metrics, services) is package
+// github.com/ulagg/ulagg/stack/appliance; TestNoApplianceDeps keeps those
+// dependencies out of this one.
 package stack
 
 import (

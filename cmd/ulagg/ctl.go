@@ -16,7 +16,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/ulagg/ulagg/config"
-	"github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // The control commands talk to `ulagg run` over its control socket.
@@ -64,7 +64,7 @@ var shortFlags = regexp.MustCompile(`^-[alv]+$`)
 
 func cmdIfconfig(args []string, stdout, stderr io.Writer) error {
 	sock := defaultSocket()
-	req := stack.ControlRequest{Cmd: stack.CmdStatus}
+	req := appliance.ControlRequest{Cmd: appliance.CmdStatus}
 	all := false
 	i := 0
 	// ulagg's own flags come before the lagg's name; after it, words
@@ -112,14 +112,14 @@ flags:
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		req = stack.ControlRequest{Cmd: stack.CmdIfconfig, Args: cmd.Args()}
+		req = appliance.ControlRequest{Cmd: appliance.CmdIfconfig, Args: cmd.Args()}
 	case len(rest) == 1:
 		if all {
 			return fmt.Errorf("%w: -a shows every lagg; give no lagg name with it", errUsage)
 		}
 		req.Lagg = rest[0]
 	}
-	resp, err := stack.ControlCall(sock, req)
+	resp, err := appliance.ControlCall(sock, req)
 	if err != nil {
 		return err
 	}
@@ -141,11 +141,11 @@ func socketFlag(name string, args []string, stderr io.Writer) (string, error) {
 }
 
 func cmdSave(args []string, stdout, stderr io.Writer) error {
-	return simpleCall("save", stack.CmdSave, args, stdout, stderr)
+	return simpleCall("save", appliance.CmdSave, args, stdout, stderr)
 }
 
 func cmdReload(args []string, stdout, stderr io.Writer) error {
-	return simpleCall("reload", stack.CmdReload, args, stdout, stderr)
+	return simpleCall("reload", appliance.CmdReload, args, stdout, stderr)
 }
 
 func simpleCall(name, cmd string, args []string, stdout, stderr io.Writer) error {
@@ -153,7 +153,7 @@ func simpleCall(name, cmd string, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	resp, err := stack.ControlCall(sock, stack.ControlRequest{Cmd: cmd})
+	resp, err := appliance.ControlCall(sock, appliance.ControlRequest{Cmd: cmd})
 	if err != nil {
 		return err
 	}
@@ -186,11 +186,11 @@ func cmdCapture(args []string, stdout, stderr io.Writer) error {
 	case *count < 0:
 		return fmt.Errorf("%w: -c %d: want a count of 0 or more", errUsage, *count)
 	}
-	req := stack.ControlRequest{Lagg: pos[0], Count: *count}
+	req := appliance.ControlRequest{Lagg: pos[0], Count: *count}
 	if len(pos) == 2 {
 		req.Port = pos[1]
 	}
-	stream, err := stack.ControlCapture(*sock, req)
+	stream, err := appliance.ControlCapture(*sock, req)
 	if err != nil {
 		return err
 	}
@@ -252,6 +252,9 @@ func copyPcap(w io.Writer, stream io.Reader) (int, error) {
 	n := 0
 	for {
 		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return n, nil // the appliance ended the stream
+		}
 		if err != nil {
 			return n, err
 		}

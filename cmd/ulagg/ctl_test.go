@@ -22,7 +22,7 @@ import (
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
-	"github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // ulagg runs the command line in-process: exit code, stdout, stderr.
@@ -118,7 +118,7 @@ down = true
 		}
 		return w.A, nil
 	}
-	a, err := stack.New(cfg, stack.Options{Logger: log, OpenPort: open})
+	a, err := appliance.New(cfg, appliance.Options{Logger: log, OpenPort: open})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ import (
 	"github.com/ulagg/ulagg/internal/lab"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
-	"github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 func init() {
@@ -51,7 +51,7 @@ type demo struct {
 	lab  *lab.Lab
 	host string // namespace of the kernel host
 	lns  string // namespace of the lagg's ports
-	a    *stack.Appliance
+	a    *appliance.Appliance
 	l    *lagg.Lagg
 	ctx  context.Context
 }
@@ -164,7 +164,7 @@ func (d *demo) start(log *slog.Logger) error {
 	open := func(p config.Port, log *slog.Logger) (linkep.Port, error) {
 		return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{Netns: d.lns, SpeedMbps: p.SpeedMbps, Logger: log})
 	}
-	a, err := stack.New(cfg, stack.Options{Logger: log, OpenPort: open})
+	a, err := appliance.New(cfg, appliance.Options{Logger: log, OpenPort: open})
 	if err != nil {
 		return err
 	}

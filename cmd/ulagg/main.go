@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/ulagg/ulagg/config"
-	"github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -128,7 +128,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: configuration is valid (%d laggs, %d services)\n", *file, len(cfg.Laggs), len(cfg.Services))
 		return nil
 	}
-	a, err := stack.New(cfg, stack.Options{Logger: log})
+	a, err := appliance.New(cfg, appliance.Options{Logger: log})
 	if err != nil {
 		return err
 	}

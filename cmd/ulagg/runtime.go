@@ -8,17 +8,17 @@ import (
 	"sync/atomic"
 
 	"github.com/ulagg/ulagg/config"
-	"github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // runtime holds what runs next to the appliance: reloads (SIGHUP and the
 // control socket share one), the control socket and the metrics listener.
 type runtime struct {
-	a    *stack.Appliance
+	a    *appliance.Appliance
 	file string
 	log  *slog.Logger
 	stop chan struct{}
-	ctl  *stack.ControlServer
+	ctl  *appliance.ControlServer
 
 	// fileCfg is the file as last loaded; it tells the kind (tap) of a
 	// port that ifconfig adds after the file configured it. Atomic because
@@ -27,17 +27,17 @@ type runtime struct {
 
 	mu sync.Mutex // serialises reloads and metrics listener changes
 	// +checklocks:mu
-	metrics *stack.MetricsServer
+	metrics *appliance.MetricsServer
 	// +checklocks:mu
 	metricsAddr string
 	// +checklocks:mu
 	closed bool
 }
 
-func startRuntime(a *stack.Appliance, file string, log *slog.Logger) (*runtime, error) {
+func startRuntime(a *appliance.Appliance, file string, log *slog.Logger) (*runtime, error) {
 	rt := &runtime{a: a, file: file, log: log, stop: make(chan struct{})}
 	cfg := a.Config()
-	// stack.New creates every lagg up; the file's admin state (down = true)
+	// appliance.New creates every lagg up; the file's admin state (down = true)
 	// is applied here.
 	if file != "" {
 		fc, err := config.Load(file)
@@ -49,7 +49,7 @@ func startRuntime(a *stack.Appliance, file string, log *slog.Logger) (*runtime, 
 			return nil, err
 		}
 	}
-	ctl, err := stack.ListenControl(a, stack.ControlOptions{
+	ctl, err := appliance.ListenControl(a, appliance.ControlOptions{
 		Path:       cfg.Control.Socket,
 		ConfigFile: file,
 		Reload:     rt.reload,
@@ -133,7 +133,7 @@ func (rt *runtime) setMetricsLocked(addr string) error {
 	if addr == "" {
 		return nil
 	}
-	m, err := stack.ListenMetrics(rt.a, addr, rt.log)
+	m, err := appliance.ListenMetrics(rt.a, addr, rt.log)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package stack
+package appliance
 
 import (
 	"errors"
@@ -15,6 +15,7 @@ import (
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 	_ "github.com/ulagg/ulagg/linkep/host" // the host port kinds
+	ustack "github.com/ulagg/ulagg/stack"
 )
 
 // PortOpener opens a child endpoint for a configured port.
@@ -60,7 +61,7 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := NewNetstack()
+	s, err := ustack.NewNetstack()
 	if err != nil {
 		return nil, err
 	}
@@ -175,16 +176,16 @@ func (a *Appliance) createLaggLocked(lc config.Lagg) error {
 	if a.ifaces[lc.Name] != nil {
 		return fmt.Errorf("%s already exists", lc.Name)
 	}
-	opts, err := laggOptions(lc, a.log)
+	settings, err := laggConfig(lc)
 	if err != nil {
 		return err
 	}
-	l, err := lagg.New(opts)
+	l, err := lagg.New(lagg.Options{Name: lc.Name, Config: settings, Logger: a.log})
 	if err != nil {
 		return err
 	}
 	nic := a.nextNIC
-	if err := AddInterface(a.s, nic, lc.Name, l, nil); err != nil {
+	if err := ustack.AddInterface(a.s, nic, lc.Name, l, nil); err != nil {
 		l.Close()
 		return err
 	}
@@ -192,7 +193,7 @@ func (a *Appliance) createLaggLocked(lc config.Lagg) error {
 	i := &iface{l: l, nic: nic}
 	a.ifaces[lc.Name] = i
 	l.SetAnnouncer(func() {
-		if err := Announce(a.s, nic); err != nil {
+		if err := ustack.Announce(a.s, nic); err != nil {
 			a.log.Debug("announce", "lagg", lc.Name, "err", err)
 		}
 	})
@@ -253,16 +254,9 @@ func (a *Appliance) ApplyLagg(lc config.Lagg) error {
 // +checklocks:a.mu
 func (a *Appliance) applyLaggLocked(want config.Lagg) error {
 	old := cloneLagg(*a.cfg.Lagg(want.Name))
-	l := a.ifaces[want.Name].l
-	oldMTU := l.MTU()
 	if err := a.stepLaggLocked(want); err != nil {
 		if rerr := a.stepLaggLocked(old); rerr != nil {
 			a.log.Error("rolling back a failed change", "lagg", want.Name, "err", rerr)
-		}
-		if l.MTU() != oldMTU {
-			if rerr := l.SetLaggMTU(oldMTU); rerr != nil {
-				a.log.Error("rolling back the MTU", "lagg", want.Name, "err", rerr)
-			}
 		}
 		return err
 	}
@@ -270,55 +264,24 @@ func (a *Appliance) applyLaggLocked(want config.Lagg) error {
 }
 
 // stepLaggLocked moves the running lagg from the applied config towards
-// want, updating the applied config step by step so a rollback knows where
-// it stands.
+// want: its settings in one lagg.Apply (itself all or nothing), then ports
+// and addresses one by one, updating the applied config step by step so a
+// rollback knows where it stands.
 //
 // +checklocks:a.mu
 func (a *Appliance) stepLaggLocked(want config.Lagg) error {
 	i := a.ifaces[want.Name]
 	cur := a.cfg.Lagg(want.Name)
 	l := i.l
-	if !slices.Equal(cur.Hash, want.Hash) {
-		h, err := lagg.ParseHashLayers(want.Hash)
-		if err != nil {
-			return err
-		}
-		l.SetHashLayers(h)
-		cur.Hash = slices.Clone(want.Hash)
-	}
-	if cur.UpDelay != want.UpDelay || cur.DownDelay != want.DownDelay {
-		l.SetDelays(want.UpDelay, want.DownDelay)
-		cur.UpDelay, cur.DownDelay = want.UpDelay, want.DownDelay
-	}
-	if want.MTU != 0 && want.MTU != l.MTU() {
-		if err := l.SetLaggMTU(want.MTU); err != nil {
-			return err
-		}
-	}
-	cur.MTU = want.MTU
-	if want.MAC != nil && tcpip.LinkAddress(want.MAC) != l.LinkAddress() {
-		if err := l.SetMAC(tcpip.LinkAddress(want.MAC)); err != nil {
-			return err
-		}
-	}
-	cur.MAC = want.MAC
-	if cur.Proto != want.Proto {
-		if err := l.SetProto(want.Proto); err != nil {
-			return err
-		}
-		cur.Proto = want.Proto
-	}
-	if cur.Failover != want.Failover {
-		if want.Proto == config.ProtoFailover {
-			if err := l.SetRxAll(want.Failover.RxAll); err != nil {
-				return err
-			}
-		}
-		cur.Failover = want.Failover
-	}
-	if err := a.stepProtoOptionsLocked(l, cur, want); err != nil {
+	settings, err := laggConfig(want)
+	if err != nil {
 		return err
 	}
+	if err := l.Apply(settings); err != nil {
+		return err
+	}
+	cur.Proto, cur.MTU, cur.MAC, cur.Hash = want.Proto, want.MTU, slices.Clone(want.MAC), slices.Clone(want.Hash)
+	cur.UpDelay, cur.DownDelay, cur.Failover, cur.LACP = want.UpDelay, want.DownDelay, want.Failover, want.LACP
 	// Ports: remove what left or changed kind, then add and re-prioritise.
 	for _, p := range slices.Clone(cur.Ports) {
 		w := findPort(want.Ports, p.Name)
@@ -355,13 +318,10 @@ func (a *Appliance) stepLaggLocked(want config.Lagg) error {
 	slices.SortStableFunc(cur.Ports, func(x, y config.Port) int {
 		return portIndex(want.Ports, x.Name) - portIndex(want.Ports, y.Name)
 	})
-	if want.MTU == 0 {
-		cur.MTU = 0
-	}
 	// Addresses.
 	for _, p := range slices.Clone(cur.Addresses) {
 		if !slices.Contains(want.Addresses, p) {
-			if err := RemoveAddress(a.s, i.nic, p); err != nil {
+			if err := ustack.RemoveAddress(a.s, i.nic, p); err != nil {
 				return err
 			}
 			cur.Addresses = slices.DeleteFunc(cur.Addresses, func(q netip.Prefix) bool { return q == p })
@@ -370,7 +330,7 @@ func (a *Appliance) stepLaggLocked(want config.Lagg) error {
 	added := false
 	for _, p := range want.Addresses {
 		if !slices.Contains(cur.Addresses, p) {
-			if err := AddAddress(a.s, i.nic, p); err != nil {
+			if err := ustack.AddAddress(a.s, i.nic, p); err != nil {
 				return err
 			}
 			cur.Addresses = append(cur.Addresses, p)
@@ -378,7 +338,7 @@ func (a *Appliance) stepLaggLocked(want config.Lagg) error {
 		}
 	}
 	if added {
-		if err := Announce(a.s, i.nic); err != nil {
+		if err := ustack.Announce(a.s, i.nic); err != nil {
 			a.log.Debug("announce", "lagg", want.Name, "err", err)
 		}
 	}
@@ -407,51 +367,30 @@ func portIndex(ports []config.Port, name string) int {
 	return len(ports)
 }
 
-// laggOptions converts a configured lagg to the endpoint's options.
-func laggOptions(lc config.Lagg, log *slog.Logger) (lagg.Options, error) {
-	o := lagg.DefaultOptions(lc.Name)
-	o.Proto = lc.Proto
-	o.MTU = lc.MTU
-	if lc.MAC != nil {
-		o.MAC = tcpip.LinkAddress(lc.MAC)
-	}
+// laggConfig converts a configured lagg to the endpoint's settings.
+func laggConfig(lc config.Lagg) (lagg.Config, error) {
+	c := lagg.DefaultConfig()
+	c.Proto = lagg.Proto(lc.Proto)
+	c.MTU = lc.MTU
+	c.MAC = tcpip.LinkAddress(lc.MAC)
 	h, err := lagg.ParseHashLayers(lc.Hash)
 	if err != nil {
-		return o, fmt.Errorf("%s: %w", lc.Name, err)
+		return c, fmt.Errorf("%s: %w", lc.Name, err)
 	}
-	o.Hash = h
-	o.RxAll = lc.Failover.RxAll
-	o.UpDelay, o.DownDelay = lc.UpDelay, lc.DownDelay
-	o.LACP = lacpOptions(lc.LACP)
-	o.Logger = log
-	return o, nil
-}
-
-func lacpOptions(c config.LACP) lagg.LACPOptions {
-	return lagg.LACPOptions{
-		MultiSpeed:     c.MultiSpeed,
-		MaxPorts:       c.MaxPorts,
-		FastRate:       c.Rate == "fast",
-		Passive:        c.Mode == "passive",
-		SystemPriority: c.SystemPriority,
-		Key:            c.Key,
-		MinPorts:       c.MinPorts,
-		Fallback:       c.Fallback,
+	c.Hash = h
+	c.RxAll = lc.Failover.RxAll
+	c.UpDelay, c.DownDelay = lc.UpDelay, lc.DownDelay
+	c.LACP = lagg.LACPOptions{
+		MultiSpeed:     lc.LACP.MultiSpeed,
+		MaxPorts:       lc.LACP.MaxPorts,
+		FastRate:       lc.LACP.Rate == "fast",
+		Passive:        lc.LACP.Mode == "passive",
+		SystemPriority: lc.LACP.SystemPriority,
+		Key:            lc.LACP.Key,
+		MinPorts:       lc.LACP.MinPorts,
+		Fallback:       lc.LACP.Fallback,
 	}
-}
-
-// stepProtoOptionsLocked applies LACP option changes.
-//
-// +checklocks:a.mu
-func (a *Appliance) stepProtoOptionsLocked(l *lagg.Lagg, cur *config.Lagg, want config.Lagg) error {
-	if cur.LACP == want.LACP {
-		return nil
-	}
-	if err := l.SetLACPOptions(lacpOptions(want.LACP)); err != nil {
-		return err
-	}
-	cur.LACP = want.LACP
-	return nil
+	return c, nil
 }
 
 // Reload applies a new configuration, changing only what differs. The new

@@ -1,4 +1,4 @@
-package stack_test
+package appliance_test
 
 import (
 	"bytes"
@@ -26,6 +26,7 @@ import (
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
 	ustack "github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -33,7 +34,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // bench is an appliance whose ports are in-memory wires, and a peer stack
 // with a failover lagg over the far ends of the same wires.
 type bench struct {
-	a     *ustack.Appliance
+	a     *appliance.Appliance
 	peer  *gstack.Stack
 	pl    *lagg.Lagg
 	wires map[string]*linkeptest.Wire
@@ -73,7 +74,7 @@ func newBench(t *testing.T, toml string, ports ...string) *bench {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.a, err = ustack.New(cfg, ustack.Options{Logger: quiet, OpenPort: b.open})
+	b.a, err = appliance.New(cfg, appliance.Options{Logger: quiet, OpenPort: b.open})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +209,7 @@ func TestApplianceServices(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var st []ustack.LaggJSON
+		var st []appliance.LaggJSON
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			t.Fatal(err)
 		}

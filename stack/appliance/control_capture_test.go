@@ -1,4 +1,4 @@
-package stack_test
+package appliance_test
 
 import (
 	"bytes"
@@ -12,14 +12,14 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	ustack "github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // captureToFile runs a capture through the socket and writes the stream
 // to a pcap file, as `ulagg capture -w FILE` does, returning the path.
-func captureToFile(t *testing.T, r *ctlRig, req ustack.ControlRequest) string {
+func captureToFile(t *testing.T, r *ctlRig, req appliance.ControlRequest) string {
 	t.Helper()
-	stream, err := ustack.ControlCapture(r.sock, req)
+	stream, err := appliance.ControlCapture(r.sock, req)
 	if err != nil {
 		t.Fatalf("capture: %v", err)
 	}
@@ -91,7 +91,7 @@ func TestCaptureBothDirections(t *testing.T) {
 	tr := r.startTransfer()
 	tr.progress(t, 16<<10)
 	const n = 50
-	path := captureToFile(t, r, ustack.ControlRequest{Lagg: "lagg0", Count: n})
+	path := captureToFile(t, r, appliance.ControlRequest{Lagg: "lagg0", Count: n})
 	tr.finish(t)
 	frames := readPcap(t, path)
 	if len(frames) != n {
@@ -124,7 +124,7 @@ func TestCaptureBothDirections(t *testing.T) {
 func TestCaptureOnePortAndStop(t *testing.T) {
 	r := failoverRig(t)
 	tr := r.startTransfer()
-	stream, err := ustack.ControlCapture(r.sock, ustack.ControlRequest{Lagg: "lagg0", Port: "wm0"})
+	stream, err := appliance.ControlCapture(r.sock, appliance.ControlRequest{Lagg: "lagg0", Port: "wm0"})
 	if err != nil {
 		t.Fatalf("capture: %v", err)
 	}
@@ -142,15 +142,15 @@ func TestCaptureOnePortAndStop(t *testing.T) {
 	tr.finish(t)
 
 	for _, c := range []struct {
-		req  ustack.ControlRequest
+		req  appliance.ControlRequest
 		want string
 	}{
-		{ustack.ControlRequest{Lagg: "lagg0", Port: "wm9"}, "capture: wm9 is not a port of lagg0"},
-		{ustack.ControlRequest{Lagg: "lagg3"}, "capture: lagg3: no such lagg"},
-		{ustack.ControlRequest{}, "capture: which lagg?"},
-		{ustack.ControlRequest{Lagg: "lagg0", Count: -1}, "capture: count -1 is negative"},
+		{appliance.ControlRequest{Lagg: "lagg0", Port: "wm9"}, "capture: wm9 is not a port of lagg0"},
+		{appliance.ControlRequest{Lagg: "lagg3"}, "capture: lagg3: no such lagg"},
+		{appliance.ControlRequest{}, "capture: which lagg?"},
+		{appliance.ControlRequest{Lagg: "lagg0", Count: -1}, "capture: count -1 is negative"},
 	} {
-		_, err := ustack.ControlCapture(r.sock, c.req)
+		_, err := appliance.ControlCapture(r.sock, c.req)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("capture %+v: got %v, want an error containing %q", c.req, err, c.want)
 		}
@@ -161,7 +161,7 @@ func TestCaptureOnePortAndStop(t *testing.T) {
 // capture that sees no traffic.
 func TestCaptureEndsWithServer(t *testing.T) {
 	r := newCtlRig(t, "[[lagg]]\nname = \"lagg0\"\n", "failover")
-	stream, err := ustack.ControlCapture(r.sock, ustack.ControlRequest{Lagg: "lagg0"})
+	stream, err := appliance.ControlCapture(r.sock, appliance.ControlRequest{Lagg: "lagg0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package stack
+package appliance
 
 import (
 	"log/slog"

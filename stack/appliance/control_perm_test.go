@@ -1,4 +1,4 @@
-package stack_test
+package appliance_test
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	ustack "github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // helperSocketEnv makes the test binary act as a control client (see
@@ -28,7 +28,7 @@ func TestControlHelperClient(t *testing.T) {
 	if sock == "" {
 		return
 	}
-	if _, err := ustack.ControlCall(sock, ustack.ControlRequest{Cmd: ustack.CmdStatus}); err != nil {
+	if _, err := appliance.ControlCall(sock, appliance.ControlRequest{Cmd: appliance.CmdStatus}); err != nil {
 		fmt.Printf("HELPER-ERROR: %v\n", err)
 		return
 	}
@@ -52,7 +52,7 @@ func TestControlSocketMode(t *testing.T) {
 		t.Errorf("created socket directory mode: got %v, want 0700", di.Mode().Perm())
 	}
 	// A second server on the same path refuses to steal it.
-	if _, err := ustack.ListenControl(r.a, ustack.ControlOptions{Path: r.sock, Logger: r.log}); err == nil || !strings.Contains(err.Error(), "another ulagg is already listening") {
+	if _, err := appliance.ListenControl(r.a, appliance.ControlOptions{Path: r.sock, Logger: r.log}); err == nil || !strings.Contains(err.Error(), "another ulagg is already listening") {
 		t.Errorf("second ListenControl: got %v, want another ulagg is already listening", err)
 	}
 	// A stale socket file (its server died) is replaced.
@@ -63,11 +63,11 @@ func TestControlSocketMode(t *testing.T) {
 	}
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
-	srv, err := ustack.ListenControl(r.a, ustack.ControlOptions{Path: stale, Logger: r.log})
+	srv, err := appliance.ListenControl(r.a, appliance.ControlOptions{Path: stale, Logger: r.log})
 	if err != nil {
 		t.Errorf("ListenControl over a stale socket: %v", err)
 	} else {
-		if _, err := ustack.ControlCall(stale, ustack.ControlRequest{Cmd: ustack.CmdStatus}); err != nil {
+		if _, err := appliance.ControlCall(stale, appliance.ControlRequest{Cmd: appliance.CmdStatus}); err != nil {
 			t.Errorf("status on the replaced socket: %v", err)
 		}
 		srv.Close()
@@ -77,7 +77,7 @@ func TestControlSocketMode(t *testing.T) {
 	if err := os.WriteFile(plain, []byte("keep"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ustack.ListenControl(r.a, ustack.ControlOptions{Path: plain, Logger: r.log}); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+	if _, err := appliance.ListenControl(r.a, appliance.ControlOptions{Path: plain, Logger: r.log}); err == nil || !strings.Contains(err.Error(), "is not a socket") {
 		t.Errorf("ListenControl over a regular file: got %v, want is not a socket", err)
 	}
 	if b, _ := os.ReadFile(plain); string(b) != "keep" {
@@ -115,12 +115,12 @@ func TestControlSocketOtherUser(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "stack.test")
+	bin := filepath.Join(dir, "appliance.test")
 	if err := copyFile(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ulagg.sock")
-	srv, err := ustack.ListenControl(r.a, ustack.ControlOptions{Path: sock, Logger: r.log})
+	srv, err := appliance.ListenControl(r.a, appliance.ControlOptions{Path: sock, Logger: r.log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestControlSocketOtherUser(t *testing.T) {
 		})
 	}
 	// Root still gets in.
-	if _, err := ustack.ControlCall(sock, ustack.ControlRequest{Cmd: ustack.CmdStatus}); err != nil {
+	if _, err := appliance.ControlCall(sock, appliance.ControlRequest{Cmd: appliance.CmdStatus}); err != nil {
 		t.Errorf("root: %v", err)
 	}
 }

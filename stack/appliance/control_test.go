@@ -1,4 +1,4 @@
-package stack_test
+package appliance_test
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 
 	"github.com/ulagg/ulagg/config"
-	ustack "github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // macOf is the MAC of port i's appliance end in the current rig.
@@ -246,7 +246,7 @@ func TestControlErrors(t *testing.T) {
 			if got := r.a.Lagg("lagg0").Ports(); !reflect.DeepEqual(got, ports) {
 				t.Errorf("lagg ports: got %v, want %v", got, ports)
 			}
-			if got := r.a.Lagg("lagg0").Proto(); got != "failover" {
+			if got := r.a.Lagg("lagg0").Config().Proto; got != "failover" {
 				t.Errorf("protocol: got %s, want failover", got)
 			}
 		})
@@ -363,11 +363,11 @@ func TestControlAdminDown(t *testing.T) {
 func TestControlCreateDestroy(t *testing.T) {
 	r := failoverRig(t)
 	r.mustIfconfig("lagg1 create laggproto loadbalance laggport wm2 laggport wm3 inet 10.7.0.1/16 inet6 fd07::1")
-	names, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdStatus, Names: true})
+	names, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdStatus, Names: true})
 	if err != nil || names.Output != "lagg0 lagg1\n" {
 		t.Errorf("ifconfig -l: got %q, %v; want \"lagg0 lagg1\\n\"", names.Output, err)
 	}
-	all, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdStatus})
+	all, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdStatus})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,11 +377,11 @@ func TestControlCreateDestroy(t *testing.T) {
 	if !strings.Contains(all.Output, "\tinet 10.7.0.1/16 broadcast 10.7.255.255 flags 0x0\n\tinet6 fd07::1/64 flags 0x0\n") {
 		t.Errorf("ifconfig -a: lagg1's addresses missing:\n%s", all.Output)
 	}
-	js, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdStatus, Lagg: "lagg1", JSON: true})
+	js, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdStatus, Lagg: "lagg1", JSON: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []ustack.LaggJSON
+	var got []appliance.LaggJSON
 	if err := json.Unmarshal([]byte(js.Output), &got); err != nil {
 		t.Fatalf("--json output does not parse: %v\n%s", err, js.Output)
 	}
@@ -392,7 +392,7 @@ func TestControlCreateDestroy(t *testing.T) {
 	if r.a.Lagg("lagg1") != nil || r.a.Config().Lagg("lagg1") != nil {
 		t.Errorf("lagg1 still there after destroy")
 	}
-	if _, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdStatus, Lagg: "lagg1"}); err == nil || err.Error() != "lagg1: no such lagg" {
+	if _, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdStatus, Lagg: "lagg1"}); err == nil || err.Error() != "lagg1: no such lagg" {
 		t.Errorf("status of a destroyed lagg: got %v, want \"lagg1: no such lagg\"", err)
 	}
 	// Its ports are free again.
@@ -404,7 +404,7 @@ func TestControlCreateDestroy(t *testing.T) {
 func TestControlSaveReload(t *testing.T) {
 	r := failoverRig(t)
 	r.mustIfconfig("lagg0 laggport wm2 pri 3000 laggfailover -rx-all inet6 fd00::1/64", "lagg0 down", "lagg0 up", "lagg0 mtu 4000")
-	if _, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdSave}); err != nil {
+	if _, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdSave}); err != nil {
 		t.Fatalf("save: %v", err)
 	}
 	saved, err := config.Load(r.file)
@@ -426,7 +426,7 @@ func TestControlSaveReload(t *testing.T) {
 	if err := os.WriteFile(r.file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdReload}); err != nil {
+	if _, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdReload}); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	if got := r.a.Config(); !reflect.DeepEqual(got, edited) {
@@ -440,7 +440,7 @@ func TestControlSaveReload(t *testing.T) {
 	if err := os.WriteFile(r.file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdReload}); err != nil {
+	if _, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdReload}); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	// A broken file: refused with its line, and nothing changes.
@@ -450,7 +450,7 @@ func TestControlSaveReload(t *testing.T) {
 	if err := os.WriteFile(r.file, []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdReload})
+	_, err = appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdReload})
 	if err == nil || !strings.Contains(err.Error(), "reload refused") || !strings.Contains(err.Error(), "70000 is out of range 0..65535") {
 		t.Errorf("reload of a broken file: got %v, want a refusal naming 70000", err)
 	}
@@ -503,15 +503,15 @@ func TestControlReloadDiff(t *testing.T) {
 func TestControlUnknownCommand(t *testing.T) {
 	r := newCtlRig(t, "", "failover")
 	for _, tt := range []struct {
-		req  ustack.ControlRequest
+		req  appliance.ControlRequest
 		want string
 	}{
-		{ustack.ControlRequest{Cmd: "frob"}, `unknown command "frob"`},
-		{ustack.ControlRequest{Cmd: ustack.CmdIfconfig}, "missing interface name"},
-		{ustack.ControlRequest{Cmd: ustack.CmdCapture, Lagg: "lagg9"}, "capture: lagg9: no such lagg"},
+		{appliance.ControlRequest{Cmd: "frob"}, `unknown command "frob"`},
+		{appliance.ControlRequest{Cmd: appliance.CmdIfconfig}, "missing interface name"},
+		{appliance.ControlRequest{Cmd: appliance.CmdCapture, Lagg: "lagg9"}, "capture: lagg9: no such lagg"},
 	} {
 		t.Run(fmt.Sprint(tt.req), func(t *testing.T) {
-			_, err := ustack.ControlCall(r.sock, tt.req)
+			_, err := appliance.ControlCall(r.sock, tt.req)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
 			}

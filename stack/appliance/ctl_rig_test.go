@@ -1,4 +1,4 @@
-package stack_test
+package appliance_test
 
 import (
 	"bytes"
@@ -26,6 +26,7 @@ import (
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
 	ustack "github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // ctlRig is an appliance whose ports are in-memory wires, served on a
@@ -35,8 +36,8 @@ import (
 // not run in parallel.
 type ctlRig struct {
 	t     *testing.T
-	a     *ustack.Appliance
-	srv   *ustack.ControlServer
+	a     *appliance.Appliance
+	srv   *appliance.ControlServer
 	sock  string
 	file  string
 	peer  *gstack.Stack
@@ -75,7 +76,7 @@ func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 		r.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	po := lagg.DefaultOptions(fmt.Sprintf("peer%d", ctlSeq))
-	po.Proto, po.Logger = peerProto, r.log
+	po.Proto, po.Logger = lagg.Proto(peerProto), r.log
 	// A fixed MAC: the peer's ports come and go with the appliance's.
 	po.MAC = tcpip.LinkAddress([]byte{2, 0, 0, 2, byte(ctlSeq), 0xff})
 	pl, err := lagg.New(po)
@@ -109,14 +110,14 @@ func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.a, err = ustack.New(cfg, ustack.Options{Logger: r.log, OpenPort: r.open})
+	r.a, err = appliance.New(cfg, appliance.Options{Logger: r.log, OpenPort: r.open})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.a.ApplyAdmin(cfg); err != nil {
 		t.Fatal(err)
 	}
-	r.srv, err = ustack.ListenControl(r.a, ustack.ControlOptions{
+	r.srv, err = appliance.ListenControl(r.a, appliance.ControlOptions{
 		Path:       r.sock,
 		ConfigFile: r.file,
 		KindOf:     func(string) string { return "wire" },
@@ -136,7 +137,7 @@ func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 		r.peer.Close()
 		r.peer.Wait()
 		pl.Close()
-		noGoroutines(t, "stack.(*ControlServer)", "stack.ListenMetrics")
+		noGoroutines(t, "appliance.(*ControlServer)", "appliance.ListenMetrics")
 	})
 	return r
 }
@@ -181,7 +182,7 @@ func contains(list []string, s string) bool {
 
 // ifconfig runs `ulagg ifconfig LINE` through the control socket.
 func (r *ctlRig) ifconfig(line string) error {
-	_, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdIfconfig, Args: strings.Fields(line)})
+	_, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdIfconfig, Args: strings.Fields(line)})
 	return err
 }
 
@@ -197,7 +198,7 @@ func (r *ctlRig) mustIfconfig(lines ...string) {
 // status returns `ulagg ifconfig [-v] LAGG` through the socket.
 func (r *ctlRig) status(name string, verbose bool) string {
 	r.t.Helper()
-	resp, err := ustack.ControlCall(r.sock, ustack.ControlRequest{Cmd: ustack.CmdStatus, Lagg: name, Verbose: verbose})
+	resp, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdStatus, Lagg: name, Verbose: verbose})
 	if err != nil {
 		r.t.Fatalf("status %s: %v", name, err)
 	}

@@ -1,4 +1,4 @@
-package stack
+package appliance
 
 import (
 	"context"
@@ -117,7 +117,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m := metricSink{ch}
 	for _, st := range c.a.Status() {
 		n := st.Name
-		m.gauge(dLaggInfo, 1, n, st.Proto, st.MAC.String())
+		m.gauge(dLaggInfo, 1, n, string(st.Proto), st.MAC.String())
 		m.gauge(dLaggAdminUp, b2f(st.AdminUp), n)
 		m.gauge(dLaggLinkUp, b2f(st.Up), n)
 		m.gauge(dLaggMTU, float64(st.MTU), n)

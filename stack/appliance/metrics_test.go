@@ -1,4 +1,4 @@
-package stack_test
+package appliance_test
 
 import (
 	"fmt"
@@ -12,11 +12,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	ustack "github.com/ulagg/ulagg/stack"
+	"github.com/ulagg/ulagg/stack/appliance"
 )
 
 // scrape fetches /metrics from m and parses it with Prometheus' parser.
-func scrape(t *testing.T, m *ustack.MetricsServer) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, m *appliance.MetricsServer) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get("http://" + m.Addr().String() + "/metrics")
 	if err != nil {
@@ -93,7 +93,7 @@ func labelValues(fams map[string]*dto.MetricFamily, name, label string, filter .
 
 func TestMetricsFailover(t *testing.T) {
 	r := failoverRig(t)
-	m, err := ustack.ListenMetrics(r.a, "127.0.0.1:0", r.log)
+	m, err := appliance.ListenMetrics(r.a, "127.0.0.1:0", r.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ kind = "wire"
 name = "wm1"
 kind = "wire"
 `, "lacp", "wm0", "wm1")
-	m, err := ustack.ListenMetrics(r.a, "127.0.0.1:0", r.log)
+	m, err := appliance.ListenMetrics(r.a, "127.0.0.1:0", r.log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package stack
+package appliance
 
 import (
 	"github.com/ulagg/ulagg/lagg"
@@ -41,7 +41,7 @@ func StatusJSON(sts []LaggStatus) []LaggJSON {
 	out := make([]LaggJSON, 0, len(sts))
 	for _, st := range sts {
 		j := LaggJSON{
-			Name: st.Name, Proto: st.Proto, MAC: st.MAC.String(), MTU: st.MTU, Up: st.Up,
+			Name: st.Name, Proto: string(st.Proto), MAC: st.MAC.String(), MTU: st.MTU, Up: st.Up,
 			Hash: st.Hash.String(), TxPort: st.TxPort, Failovers: st.Failovers,
 			LastFailoverMs: float64(st.LastFailover.Microseconds()) / 1000,
 			Counters:       st.Counters, LACP: st.LACP, Addresses: []string{}, Ports: []PortJSON{},
