@@ -2,7 +2,7 @@ package lagg
 
 import (
 	"slices"
-	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -77,6 +77,7 @@ type picker interface {
 
 // txBatch is the scratch space that splits a batch by port.
 type txBatch struct {
+	inUse atomic.Bool
 	picks [txBatchMax]*port
 	lists [MaxPorts]stack.PacketBufferList
 	used  [MaxPorts]*port
@@ -84,7 +85,21 @@ type txBatch struct {
 
 const txBatchMax = 64
 
-var txBatchPool = sync.Pool{New: func() any { return new(txBatch) }}
+// txBatches are claimed by whoever transmits a batch; the lists keep their
+// capacity, so splitting allocates nothing once each has been used. A fixed
+// set rather than a sync.Pool, which may drop what it is given.
+var txBatches [16]txBatch
+
+func getTxBatch() *txBatch {
+	for i := range txBatches {
+		if b := &txBatches[i]; !b.inUse.Load() && b.inUse.CompareAndSwap(false, true) {
+			return b
+		}
+	}
+	return new(txBatch) // more concurrent senders than slots
+}
+
+func (b *txBatch) put() { b.inUse.Store(false) }
 
 // transmitPicked sends each frame of pkts on the port pk picks for it, the
 // frames for one port together and in their order, so a port sends a batch
@@ -101,8 +116,8 @@ func transmitPicked(s *snapshot, pk picker, pkts stack.PacketBufferList) (int, t
 		}
 		return p.write(s, pkts)
 	}
-	b := txBatchPool.Get().(*txBatch)
-	defer txBatchPool.Put(b)
+	b := getTxBatch()
+	defer b.put()
 	sent := 0
 	var firstErr tcpip.Error
 	for len(all) > 0 {
