@@ -25,10 +25,11 @@ type OpenOptions struct {
 // Opener opens the interface called name as a port of one kind.
 type Opener func(name string, opts OpenOptions) (Port, error)
 
-var kinds = struct {
+var kinds struct {
 	sync.RWMutex
-	m map[string]Opener
-}{m: map[string]Opener{}}
+	// +checklocks:RWMutex
+	m map[string]Opener // made by the first RegisterKind
+}
 
 // RegisterKind makes kind openable by name through Open. Each kind registers
 // itself from its own file's init; registering a kind twice panics, as
@@ -41,6 +42,9 @@ func RegisterKind(kind string, open Opener) {
 	}
 	if _, dup := kinds.m[kind]; dup {
 		panic("linkep: port kind " + kind + " registered twice")
+	}
+	if kinds.m == nil {
+		kinds.m = map[string]Opener{}
 	}
 	kinds.m[kind] = open
 }

@@ -11,6 +11,28 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+
+# Static analysis. The analyzers are built once per Go and tool version
+# into a cache outside the tree (ULAGG_TOOLS overrides where); checklocks
+# comes from the gVisor version go.mod pins.
+tools=${ULAGG_TOOLS:-$(go env GOPATH)/pkg/ulagg-tools}/$(go env GOVERSION)
+tool() { # tool NAME PACKAGE VERSION prints the binary's path, built if missing
+	if [ ! -x "$tools/$1@$3/$1" ]; then
+		GOBIN="$tools/$1@$3" go install "$2@$3" >&2
+	fi
+	echo "$tools/$1@$3/$1"
+}
+echo "== GOOS=darwin go build ./lagg/... (the lagg core has no Linux-only dependency)"
+GOOS=darwin go build ./lagg/...
+echo "== checklocks"
+checklocks=$(tool checklocks gvisor.dev/gvisor/tools/checklocks/cmd/checklocks "$(go list -m -f '{{.Version}}' gvisor.dev/gvisor)")
+go vet -vettool="$checklocks" ./...
+echo "== staticcheck"
+staticcheck=$(tool staticcheck honnef.co/go/tools/cmd/staticcheck v0.8.2)
+"$staticcheck" ./...
+echo "== go mod tidy -diff"
+go mod tidy -diff
+
 go test -race -count=1 -timeout 15m $(go list ./... | grep -v /integration)
 log=$(mktemp /tmp/ulagg-integration.XXXXXX.log)
 set +e

@@ -22,7 +22,8 @@ import (
 type Lab struct {
 	Prefix string
 
-	mu  sync.Mutex
+	mu sync.Mutex
+	// +checklocks:mu
 	nss []string
 }
 

@@ -101,11 +101,15 @@ type WireEnd struct {
 	inbound  chan *stack.PacketBuffer
 	// inMu orders senders (read side) against Close (write side), so no frame
 	// is queued on a closed end, where nothing would release it.
-	inMu     sync.RWMutex
+	inMu sync.RWMutex
+	// +checklocks:inMu
 	inClosed bool
 
-	// Counters, read by tests.
-	TxFrames, RxFrames, Dropped atomic.Uint64
+	// Counters, read by tests. One field a line: checklocks pairs
+	// annotations with fields by position and counts "a, b T" as one.
+	TxFrames atomic.Uint64
+	RxFrames atomic.Uint64
+	Dropped  atomic.Uint64
 
 	mu sync.Mutex
 	// +checklocks:mu
