@@ -26,6 +26,8 @@ const (
 	ProtoFailover    = "failover"
 	ProtoLoadBalance = "loadbalance"
 	ProtoLACP        = "lacp"
+	ProtoRoundRobin  = "roundrobin"
+	ProtoBroadcast   = "broadcast"
 )
 
 // Limits shared by the decoder and Validate.
@@ -68,8 +70,20 @@ type Lagg struct {
 	Down      bool // administratively down (ifconfig lagg0 down): the NIC is disabled
 	Failover  Failover
 	LACP      LACP
-	Ports     []Port
+	// RoundRobin holds roundrobin's options.
+	RoundRobin RoundRobin
+	Ports      []Port
 }
+
+// RoundRobin holds roundrobin protocol options.
+type RoundRobin struct {
+	// Stride is how many consecutive frames one port sends before the next
+	// takes over (FreeBSD's rr_limit); 1 = every frame on the next port.
+	Stride int
+}
+
+// MaxStride bounds RoundRobin.Stride.
+const MaxStride = 65535
 
 // Failover holds failover protocol options.
 type Failover struct {
@@ -115,10 +129,11 @@ var defaultHash = []string{"l2", "l3", "l4"}
 // what Parse produces for a [[lagg]] table holding only that name.
 func NewLagg(name string) Lagg {
 	return Lagg{
-		Name:     name,
-		Proto:    ProtoNone,
-		Hash:     slices.Clone(defaultHash),
-		Failover: Failover{RxAll: true},
+		Name:       name,
+		Proto:      ProtoNone,
+		Hash:       slices.Clone(defaultHash),
+		Failover:   Failover{RxAll: true},
+		RoundRobin: RoundRobin{Stride: 1},
 		LACP: LACP{
 			MultiSpeed:     true,
 			MaxPorts:       MaxLACPPorts,

@@ -54,6 +54,7 @@ func TestParseFull(t *testing.T) {
 				MinPorts:       2,
 				Fallback:       true,
 			},
+			RoundRobin: config.RoundRobin{Stride: 4},
 			Ports: []config.Port{
 				{Name: "wm0", Kind: "tap", Priority: 1000, SpeedMbps: 10000},
 				{Name: "wm1", Kind: "wire", Priority: 0},

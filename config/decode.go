@@ -65,6 +65,7 @@ var (
 	spanDelayMs   = span{lo: 0, hi: MaxDelay.Milliseconds()}
 	spanLACPPorts = span{lo: 1, hi: MaxLACPPorts}
 	spanSysPrio   = span{lo: 1, hi: math.MaxUint16}
+	spanStride    = span{lo: 1, hi: MaxStride}
 	spanSpeed     = span{lo: 0, hi: math.MaxInt64}
 )
 
@@ -76,8 +77,9 @@ var (
 	topKeys      = []string{"control", "metrics", "lagg", "service"}
 	controlKeys  = []string{"socket"}
 	metricsKeys  = []string{"listen"}
-	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "port"}
+	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "roundrobin", "port"}
 	failoverKeys = []string{"rx_all"}
+	rrKeys       = []string{"stride"}
 	lacpKeys     = append(slices.Clone(lacpMultiSpeedKeys), "max_ports", "rate", "mode", "system_priority", "key", "min_ports", "fallback")
 	portKeys     = []string{"name", "kind", "priority", "speed_mbps"}
 	serviceKeys  = []string{"kind", "port", "lagg"}
@@ -144,6 +146,11 @@ func (d *decoder) lagg(p string, t map[string]any) Lagg {
 		fp := keyPath(p, "failover")
 		d.unknown(fp, ft, failoverKeys)
 		d.boolean(ft, fp, "rx_all", &l.Failover.RxAll)
+	}
+	if rt, ok := d.table(t, p, "roundrobin"); ok {
+		rp := keyPath(p, "roundrobin")
+		d.unknown(rp, rt, rrKeys)
+		setInt(d, rt, rp, "stride", spanStride, &l.RoundRobin.Stride)
 	}
 	if lt, ok := d.table(t, p, "lacp"); ok {
 		d.lacp(keyPath(p, "lacp"), lt, &l.LACP)

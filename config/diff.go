@@ -63,7 +63,7 @@ func laggEqual(a, b *Lagg) bool {
 		a.MTU == b.MTU && slices.Equal(a.MAC, b.MAC) &&
 		slices.Equal(a.Hash, b.Hash) &&
 		a.UpDelay == b.UpDelay && a.DownDelay == b.DownDelay && a.Down == b.Down &&
-		a.Failover == b.Failover && a.LACP == b.LACP &&
+		a.Failover == b.Failover && a.LACP == b.LACP && a.RoundRobin == b.RoundRobin &&
 		slices.Equal(a.Ports, b.Ports)
 }
 

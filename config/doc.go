@@ -14,7 +14,7 @@
 //
 //	[[lagg]]                          # one table per aggregated interface
 //	name = "lagg0"                    # required, unique; [a-z][a-z0-9_.-]{0,14}
-//	proto = "failover"                # none (default) | failover | loadbalance | lacp
+//	proto = "failover"                # none (default) | failover | loadbalance | lacp | roundrobin | broadcast
 //	addresses = ["192.168.1.1/24", "fd00::1/64"]  # address/prefix-length, unicast, no repeats
 //	mtu = 1500                        # 68..65535; absent or 0 = the first port's MTU
 //	mac = "02:00:00:00:00:01"         # unicast, not all-zero; absent = the first port's MAC
@@ -25,6 +25,9 @@
 //
 //	[lagg.failover]                   # kept even when proto is not failover
 //	rx_all = true                     # accept frames on every port, not only the active one
+//
+//	[lagg.roundrobin]                 # kept even when proto is not roundrobin
+//	stride = 1                        # 1..65535 consecutive frames per port (FreeBSD's rr_limit)
 //
 //	[lagg.lacp]                       # kept even when proto is not lacp
 //	multi_speed = true                # allow ports of different speeds in one aggregator;
@@ -39,7 +42,7 @@
 //
 //	[[lagg.port]]                     # at most 32 per lagg; a port belongs to one lagg
 //	name = "wm0"                      # required; host interface, 1..15 bytes, no '/', ':' or space
-//	kind = "afpacket"                 # afpacket (default) | tap | wire
+//	kind = "afpacket"                 # afpacket (default) | tap
 //	priority = 32768                  # 0..65535, lower is preferred (default 32768)
 //	speed_mbps = 0                    # 0 = ask the interface
 //

@@ -40,7 +40,7 @@ func TestParseErrors(t *testing.T) {
 			"mode = '''\n]]'''\n" +
 			"[[lagg.port]]\n" +
 			"name = \"a b\"\n", []string{
-			`t.toml:7: lagg[0].proto: "x#y" is not one of none, failover, loadbalance, lacp`,
+			`t.toml:7: lagg[0].proto: "x#y" is not one of none, failover, loadbalance, lacp, roundrobin, broadcast`,
 			`t.toml:8: lagg[0].mtu: 1 is out of range 68..65535 (or 0 for unset)`,
 			`t.toml:10: lagg[0].lacp.rate: "fastest" is not one of fast, slow`,
 			`t.toml:12: lagg[0].lacp.mode: "]]" is not one of active, passive`,
@@ -94,7 +94,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate lagg", lagg0 + lagg0, []string{`t.toml:4: lagg[1].name: lagg "lagg0" is already defined by lagg[0]`}},
 
 		// Simple enums.
-		{"proto", lagg0 + "proto = \"roundrobin\"\n", []string{`t.toml:3: lagg[0].proto: "roundrobin" is not one of none, failover, loadbalance, lacp`}},
+		{"proto", lagg0 + "proto = \"carrierpigeon\"\n", []string{`t.toml:3: lagg[0].proto: "carrierpigeon" is not one of none, failover, loadbalance, lacp, roundrobin, broadcast`}},
 		{"port kind", lagg0 + "[[lagg.port]]\nname = \"wm0\"\nkind = \"raw\"\n", []string{`t.toml:5: lagg[0].port[0].kind: "raw" is not one of afpacket, tap, wire`}},
 		{"lacp rate and mode", lagg0 + "[lagg.lacp]\nrate = \"medium\"\nmode = \"lazy\"\n", []string{
 			`t.toml:4: lagg[0].lacp.rate: "medium" is not one of fast, slow`,
@@ -250,7 +250,7 @@ func TestSeveralErrors(t *testing.T) {
 	want := []string{
 		path + `:2: control.socket: must not be empty`,
 		path + `:5: lagg[0].name: "Lagg0" is not a valid lagg name: want a lowercase letter, then up to 14 of a-z 0-9 _ . -`,
-		path + `:6: lagg[0].proto: "roundrobin" is not one of none, failover, loadbalance, lacp`,
+		path + `:6: lagg[0].proto: "carrierpigeon" is not one of none, failover, loadbalance, lacp, roundrobin, broadcast`,
 		path + `:7: lagg[0].mtu: 70000 is out of range 68..65535 (or 0 for unset)`,
 		path + `:11: lagg[0].port[0].priority: 70000 is out of range 0..65535`,
 		path + `:15: lagg[1].bogus: unknown key`,
@@ -277,13 +277,14 @@ func TestValidate(t *testing.T) {
 	}{
 		{"valid", func(*config.Config) {}, nil},
 		{"zero lagg literal", func(c *config.Config) { c.Laggs = append(c.Laggs, config.Lagg{Name: "lagg1"}) }, []string{
-			`lagg[1].proto: "" is not one of none, failover, loadbalance, lacp`,
+			`lagg[1].proto: "" is not one of none, failover, loadbalance, lacp, roundrobin, broadcast`,
 			`lagg[1].hash: must list at least one of l2, l3, l4 (leave it out for all three)`,
 			`lagg[1].lacp.max_ports: 0 is out of range 1..16`,
 			`lagg[1].lacp.min_ports: 0 is out of range 1..16`,
 			`lagg[1].lacp.rate: "" is not one of fast, slow`,
 			`lagg[1].lacp.mode: "" is not one of active, passive`,
 			`lagg[1].lacp.system_priority: 0 is out of range 1..65535`,
+			`lagg[1].roundrobin.stride: 0 is out of range 1..65535`,
 		}},
 		{"sub-millisecond delay", func(c *config.Config) { c.Laggs[0].UpDelay = 1500 * time.Microsecond }, []string{`lagg[0].up_delay_ms: 1.5ms is not a whole number of milliseconds`}},
 		{"long delay", func(c *config.Config) { c.Laggs[0].DownDelay = 11 * time.Minute }, []string{`lagg[0].down_delay_ms: 660000 is out of range 0..600000`}},

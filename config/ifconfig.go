@@ -19,12 +19,14 @@ import (
 // Options, applied left to right:
 //
 //	create | destroy                 create (first on the line) or remove the lagg (last)
-//	laggproto none|failover|loadbalance|lacp
+//	laggproto none|failover|loadbalance|lacp|roundrobin|broadcast
 //	-laggproto                       same as laggproto none
 //	laggport IF [pri N]              add port IF, priority 0..65535 (default 32768)
 //	-laggport IF                     remove port IF
 //	laggportpri IF N                 change the priority of port IF
 //	laggfailover rx-all|-rx-all ...  failover only: receive on every port or the TX port
+//	laggroundrobin stride N          roundrobin only: N frames per port in turn (1..65535);
+//	                                 also FreeBSD's rr_limit N
 //	lagglacp OPTION...               lacp only, one or more of:
 //	    multi-speed | -multi-speed   (also multi-linkspeed) ports of mixed speeds aggregate
 //	    maxports N | -maxports       1..16 ports distributing (-maxports: 16)
@@ -178,6 +180,22 @@ func (p *ifParser) option() ([]ifOp, error) {
 	case "lagglacp":
 		p.next()
 		return p.lacpOption()
+	case "laggroundrobin":
+		p.next()
+		if p.peek() != "stride" {
+			return nil, fmt.Errorf("laggroundrobin: unknown option %q: want stride N", p.peek())
+		}
+		p.next()
+		fallthrough
+	case "rr_limit": // FreeBSD's spelling
+		if p.peek() == "rr_limit" {
+			p.next()
+		}
+		n, err := p.num("laggroundrobin stride", "stride", 1, MaxStride)
+		if err != nil {
+			return nil, err
+		}
+		return []ifOp{{verb: "laggroundrobin", key: "stride", n: n}}, nil
 	}
 	op, err := p.single()
 	if err != nil {
@@ -492,7 +510,7 @@ func parseNetmask(s string) (int, error) {
 // topOptions are the option words, for "did you mean" hints.
 var topOptions = []string{
 	"create", "destroy", "laggproto", "-laggproto", "laggport", "-laggport", "laggportpri",
-	"laggfailover", "lagglacp", "inet", "inet6", "mtu", "up", "down",
+	"laggfailover", "lagglacp", "laggroundrobin", "rr_limit", "inet", "inet6", "mtu", "up", "down",
 }
 
 func unknownOption(w string) error {
@@ -538,6 +556,8 @@ func (op ifOp) words() []string {
 		return []string{op.verb, op.key, strconv.Itoa(op.n)}
 	case "laggfailover":
 		return []string{op.verb, sign(op.on) + "rx-all"}
+	case "laggroundrobin":
+		return []string{op.verb, op.key, strconv.Itoa(op.n)}
 	case "lagglacp":
 		switch op.key {
 		case "multi-speed", "fallback":

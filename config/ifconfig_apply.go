@@ -104,6 +104,11 @@ func applyOp(next *Config, l *Lagg, op ifOp, orig *Config, kindOf func(string) s
 			return fmt.Errorf("laggfailover options need laggproto failover; %s runs %s", l.Name, l.Proto)
 		}
 		l.Failover.RxAll = op.on
+	case "laggroundrobin":
+		if l.Proto != ProtoRoundRobin {
+			return fmt.Errorf("laggroundrobin options need laggproto roundrobin; %s runs %s", l.Name, l.Proto)
+		}
+		l.RoundRobin.Stride = op.n
 	case "lagglacp":
 		if l.Proto != ProtoLACP {
 			return fmt.Errorf("lagglacp options need laggproto lacp; %s runs %s", l.Name, l.Proto)

@@ -105,6 +105,13 @@ func TestIfconfigApply(t *testing.T) {
 			return []any{l.Proto, len(l.Ports)}, []any{"loadbalance", 2}
 		}},
 		{"-laggproto is none", "lagg0 -laggproto", nil, func(l *config.Lagg) (any, any) { return l.Proto, "none" }},
+		{"roundrobin stride", "lagg0 laggproto roundrobin laggroundrobin stride 8", nil, func(l *config.Lagg) (any, any) {
+			return []any{l.Proto, l.RoundRobin.Stride}, []any{"roundrobin", 8}
+		}},
+		{"FreeBSD rr_limit", "lagg0 laggproto roundrobin rr_limit 3", nil, func(l *config.Lagg) (any, any) {
+			return l.RoundRobin.Stride, 3
+		}},
+		{"broadcast", "lagg0 laggproto broadcast", nil, func(l *config.Lagg) (any, any) { return l.Proto, "broadcast" }},
 		{"remove a port", "lagg0 -laggport wm0", nil, func(l *config.Lagg) (any, any) {
 			return l.Ports, []config.Port{port("wm1", "afpacket", 2000)}
 		}},
@@ -228,7 +235,10 @@ func TestIfconfigParseErrors(t *testing.T) {
 		{"lagg0 maxports 2", "it is a lagglacp option"},
 		{"lagg0 -rx-all", "it is a laggfailover option"},
 		{"lagg0 laggproto", "laggproto: missing protocol"},
-		{"lagg0 laggproto roundrobin", `unknown protocol "roundrobin"`},
+		{"lagg0 laggproto carrierpigeon", `unknown protocol "carrierpigeon"`},
+		{"lagg0 laggroundrobin stride 0", "stride 0 is out of range 1..65535"},
+		{"lagg0 laggroundrobin speed 2", `laggroundrobin: unknown option "speed"`},
+		{"lagg0 rr_limit", "missing stride"},
 		{"lagg0 laggport", "laggport: missing interface name"},
 		{"lagg0 laggport wm0 pri", "laggport wm0 pri: missing priority"},
 		{"lagg0 laggport wm0 pri 65536", "priority 65536 is out of range 0..65535"},
@@ -298,6 +308,7 @@ func TestIfconfigApplyErrors(t *testing.T) {
 		{"lagg0 lagglacp maxports 2", "lagglacp options need laggproto lacp; lagg0 runs failover"},
 		{"lagg1 laggfailover -rx-all", "laggfailover options need laggproto failover; lagg1 runs lacp"},
 		{"lagg0 laggproto lacp laggfailover rx-all", "laggfailover options need laggproto failover; lagg0 runs lacp"},
+		{"lagg0 laggroundrobin stride 2", "laggroundrobin options need laggproto roundrobin; lagg0 runs failover"},
 		{"lagg1 lagglacp maxports 2 minports 3", "minports 3 is more than maxports 2"},
 		{"lagg0 inet 10.1.1.1 -alias", "10.1.1.1 is not an address of lagg0"},
 		{"lagg0 inet 0.0.0.0/8", "not a valid configuration"},

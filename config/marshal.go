@@ -100,6 +100,10 @@ func (w *writer) lagg(l *Lagg) {
 		w.table("[lagg.failover]")
 		w.bool("rx_all", l.Failover.RxAll)
 	}
+	if l.RoundRobin != def.RoundRobin {
+		w.table("[lagg.roundrobin]")
+		w.int("stride", int64(l.RoundRobin.Stride))
+	}
 	if l.LACP != def.LACP {
 		w.table("[lagg.lacp]")
 		w.lacp(l.LACP, def.LACP)

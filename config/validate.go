@@ -165,6 +165,7 @@ func (v *checker) lagg(p string, l *Lagg, owner map[string]string) {
 	v.delay(keyPath(p, "up_delay_ms"), l.UpDelay)
 	v.delay(keyPath(p, "down_delay_ms"), l.DownDelay)
 	v.lacp(keyPath(p, "lacp"), &l.LACP)
+	v.inSpan(keyPath(keyPath(p, "roundrobin"), "stride"), int64(l.RoundRobin.Stride), spanStride)
 	v.ports(p, l, owner)
 }
 

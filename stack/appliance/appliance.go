@@ -200,8 +200,14 @@ func (a *Appliance) createLaggLocked(lc config.Lagg) error {
 	applied := config.NewLagg(lc.Name)
 	applied.Proto, applied.MTU, applied.MAC = lc.Proto, lc.MTU, lc.MAC
 	applied.Hash, applied.UpDelay, applied.DownDelay = lc.Hash, lc.UpDelay, lc.DownDelay
-	applied.Failover, applied.LACP = lc.Failover, lc.LACP
+	applied.Failover, applied.LACP, applied.RoundRobin = lc.Failover, lc.LACP, lc.RoundRobin
 	a.cfg.Laggs = append(a.cfg.Laggs, applied)
+	// Down before any port or address: a lagg created down never carries a
+	// frame.
+	if err := a.setAdminLocked(lc.Name, lc.Down); err != nil {
+		a.destroyLaggLocked(lc.Name)
+		return err
+	}
 	if err := a.applyLaggLocked(lc); err != nil {
 		a.destroyLaggLocked(lc.Name)
 		return err
@@ -281,7 +287,7 @@ func (a *Appliance) stepLaggLocked(want config.Lagg) error {
 		return err
 	}
 	cur.Proto, cur.MTU, cur.MAC, cur.Hash = want.Proto, want.MTU, slices.Clone(want.MAC), slices.Clone(want.Hash)
-	cur.UpDelay, cur.DownDelay, cur.Failover, cur.LACP = want.UpDelay, want.DownDelay, want.Failover, want.LACP
+	cur.UpDelay, cur.DownDelay, cur.Failover, cur.LACP, cur.RoundRobin = want.UpDelay, want.DownDelay, want.Failover, want.LACP, want.RoundRobin
 	// Ports: remove what left or changed kind, then add and re-prioritise.
 	for _, p := range slices.Clone(cur.Ports) {
 		w := findPort(want.Ports, p.Name)
@@ -379,6 +385,7 @@ func laggConfig(lc config.Lagg) (lagg.Config, error) {
 	}
 	c.Hash = h
 	c.RxAll = lc.Failover.RxAll
+	c.RoundRobin.Stride = lc.RoundRobin.Stride
 	c.UpDelay, c.DownDelay = lc.UpDelay, lc.DownDelay
 	c.LACP = lagg.LACPOptions{
 		MultiSpeed:     lc.LACP.MultiSpeed,
