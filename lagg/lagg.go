@@ -45,10 +45,9 @@ func DefaultOptions(name string) Options {
 // stack.GSOEndpoint. The package documentation has the locking rules.
 type Lagg struct {
 	// Set by New, never changed.
-	name      string
-	log       *slog.Logger
-	clock     Clock
-	macRandom tcpip.LinkAddress // the MAC with no port and none configured
+	name  string
+	log   *slog.Logger
+	clock Clock
 
 	// The data path's: read and written without a lock.
 	snap         atomic.Pointer[snapshot]
@@ -56,7 +55,6 @@ type Lagg struct {
 	maxHdr       atomic.Uint32
 	ctr          counters // the lagg's own drops, and what left with released ports
 	capture      captureRegistry
-	failovers    atomic.Uint64
 	lastFailover atomic.Int64 // ns from carrier loss to the first frame on the new port
 
 	// Hand-offs to the control goroutine (routineControl).
@@ -95,9 +93,13 @@ type Lagg struct {
 	// +checklocks:mu
 	mac tcpip.LinkAddress
 	// +checklocks:mu
+	macRandom tcpip.LinkAddress // the MAC with no port and none configured; never changes
+	// +checklocks:mu
 	firstMTU uint32 // the MTU the first port brought: the derived MTU
 	// +checklocks:mu
 	lossAt time.Time // last carrier loss, to time failovers
+	// +checklocks:mu
+	failovers uint64
 	// +checklocks:mu
 	closed bool
 }

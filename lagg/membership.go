@@ -10,10 +10,11 @@ import (
 
 // portOwners maps a port's identity to the lagg holding it, across all laggs
 // of the process.
-var portOwners = struct {
+var portOwners struct {
 	sync.Mutex
+	// +checklocks:Mutex
 	m map[string]string
-}{m: map[string]string{}}
+}
 
 // portIdentity names the interface behind a port uniquely on the host: host
 // ports add their network namespace to the name, so equal names in two
@@ -31,6 +32,9 @@ func claimPort(child linkep.Port, lagg string) (string, error) {
 	id, name := portIdentity(child), child.Name()
 	portOwners.Lock()
 	defer portOwners.Unlock()
+	if portOwners.m == nil {
+		portOwners.m = map[string]string{}
+	}
 	switch owner, ok := portOwners.m[id]; {
 	case !ok:
 		portOwners.m[id] = lagg

@@ -100,15 +100,19 @@ type protoInfo struct {
 	new  func() protocol
 }
 
-var protocols = struct {
+var protocols struct {
 	sync.RWMutex
+	// +checklocks:RWMutex
 	m map[Proto]protoInfo
-}{m: map[Proto]protoInfo{}}
+}
 
 // registerProtocol makes a protocol available under name.
 func registerProtocol(name Proto, rank int, ctor func() protocol) {
 	protocols.Lock()
 	defer protocols.Unlock()
+	if protocols.m == nil {
+		protocols.m = map[Proto]protoInfo{}
+	}
 	protocols.m[name] = protoInfo{name: name, rank: rank, new: ctor}
 }
 

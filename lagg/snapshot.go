@@ -50,7 +50,8 @@ func (l *Lagg) rebuildLocked() {
 	now := l.clock.Now()
 	if old != nil {
 		if op, np := old.dist.primary, d.primary; op != nil && np != nil && op != np {
-			n := l.failovers.Add(1)
+			l.failovers++
+			n := l.failovers
 			// A failover is timed from the carrier loss that caused it; a
 			// pre-emption or a priority change from now.
 			start := now

@@ -59,7 +59,7 @@ func (l *Lagg) Status() Status {
 		MTU:          l.mtu.Load(),
 		Up:           s.dist.up,
 		Hash:         l.cfg.Hash,
-		Failovers:    l.failovers.Load(),
+		Failovers:    l.failovers,
 		LastFailover: time.Duration(l.lastFailover.Load()),
 		Counters:     l.ctr.snapshot(),
 	}
