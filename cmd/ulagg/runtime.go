@@ -14,8 +14,6 @@ import (
 // runtime holds what runs next to the appliance: reloads (SIGHUP and the
 // control socket share one), the control socket and the metrics listener.
 type runtime struct {
-	a    *appliance.Appliance
-	file string
 	log  *slog.Logger
 	stop chan struct{}
 	ctl  *appliance.ControlServer
@@ -26,6 +24,10 @@ type runtime struct {
 	fileCfg atomic.Pointer[config.Config]
 
 	mu sync.Mutex // serialises reloads and metrics listener changes
+	// +checklocks:mu
+	a *appliance.Appliance
+	// +checklocks:mu
+	file string
 	// +checklocks:mu
 	metrics *appliance.MetricsServer
 	// +checklocks:mu

@@ -33,11 +33,12 @@ type Options struct {
 // services. Every change goes through its methods, which are serialised, so
 // the control socket, a reload and the initial configuration share one path.
 type Appliance struct {
-	log  *slog.Logger
-	open PortOpener
-	s    *gstack.Stack
+	log *slog.Logger
+	s   *gstack.Stack
 
 	mu sync.Mutex
+	// +checklocks:mu
+	open PortOpener
 	// +checklocks:mu
 	cfg *config.Config // what is applied now
 	// +checklocks:mu
@@ -89,7 +90,7 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 			return nil, err
 		}
 	}
-	if err := a.services.apply(cfg.Services); err != nil {
+	if err := a.services.apply(cfg.Services, a.nicsLocked()); err != nil {
 		a.mu.Unlock()
 		a.Close()
 		return nil, err
@@ -425,7 +426,7 @@ func (a *Appliance) Reload(next *config.Config) error {
 		}
 	}
 	if !config.ServicesEqual(a.cfg, next) {
-		if err := a.services.apply(next.Services); err != nil {
+		if err := a.services.apply(next.Services, a.nicsLocked()); err != nil {
 			errs = append(errs, err)
 		} else {
 			a.cfg.Services = slices.Clone(next.Services)
@@ -433,6 +434,17 @@ func (a *Appliance) Reload(next *config.Config) error {
 	}
 	a.cfg.Control, a.cfg.Metrics = next.Control, next.Metrics
 	return errors.Join(errs...)
+}
+
+// nicsLocked maps each lagg to its NIC.
+//
+// +checklocks:a.mu
+func (a *Appliance) nicsLocked() map[string]tcpip.NICID {
+	m := make(map[string]tcpip.NICID, len(a.ifaces))
+	for name, i := range a.ifaces {
+		m[name] = i.nic
+	}
+	return m
 }
 
 // Close stops the services, removes every lagg (ports get their MAC and MTU

@@ -22,9 +22,9 @@ import (
 // with its own lock held (apply) or not (close); services has its own lock
 // for the set of running services.
 type services struct {
-	a *Appliance
-
 	mu sync.Mutex
+	// +checklocks:mu
+	a *Appliance
 	// +checklocks:mu
 	running map[config.Service]*service
 }
@@ -35,19 +35,21 @@ func newServices(a *Appliance) *services {
 
 // service is one listener and the connections it accepted.
 type service struct {
-	cfg      config.Service
-	ln       net.Listener   // TCP kinds
-	pc       net.PacketConn // UDP kinds
-	http     *http.Server
-	wg       sync.WaitGroup
-	connMu   sync.Mutex
-	conns    map[net.Conn]struct{}
-	stopping bool // guarded by connMu: accepted connections are closed at once
+	cfg    config.Service
+	ln     net.Listener   // TCP kinds
+	pc     net.PacketConn // UDP kinds
+	http   *http.Server
+	wg     sync.WaitGroup
+	connMu sync.Mutex
+	// +checklocks:connMu
+	conns map[net.Conn]struct{}
+	// +checklocks:connMu
+	stopping bool // accepted connections are closed at once
 }
 
 // apply starts the services in want that are not running and stops the
-// ones that are no longer wanted. Called with a.mu held.
-func (ss *services) apply(want []config.Service) error {
+// ones that are no longer wanted; nics maps each lagg to its NIC.
+func (ss *services) apply(want []config.Service, nics map[string]tcpip.NICID) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	keep := map[config.Service]bool{}
@@ -64,7 +66,7 @@ func (ss *services) apply(want []config.Service) error {
 		if ss.running[c] != nil {
 			continue
 		}
-		svc, err := ss.start(c)
+		svc, err := ss.start(c, nics)
 		if err != nil {
 			return fmt.Errorf("service %s on port %d: %w", c.Kind, c.Port, err)
 		}
@@ -78,14 +80,14 @@ func (ss *services) apply(want []config.Service) error {
 // IPv6 endpoint).
 //
 // +checklocks:ss.mu
-func (ss *services) start(c config.Service) (*service, error) {
+func (ss *services) start(c config.Service, nics map[string]tcpip.NICID) (*service, error) {
 	addr := tcpip.FullAddress{Port: c.Port}
 	if c.Lagg != "" {
-		i := ss.a.ifaces[c.Lagg]
-		if i == nil {
+		nic, ok := nics[c.Lagg]
+		if !ok {
 			return nil, fmt.Errorf("no lagg %s", c.Lagg)
 		}
-		addr.NIC = i.nic
+		addr.NIC = nic
 	}
 	svc := &service{cfg: c, conns: map[net.Conn]struct{}{}}
 	switch c.Kind {
