@@ -97,7 +97,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
 func (d *demo) run(log *slog.Logger) error {
-	d.say("ulagg demo: lagg(4) failover and loadbalance in userspace, against the Linux kernel's own stack\n")
+	d.say("ulagg demo: lagg(4) in userspace, against the Linux kernel's own stack")
+	d.say("protocols in this build: %s\n", strings.Join(lagg.ProtocolNames(), ", "))
 	if err := d.topology(); err != nil {
 		return err
 	}
@@ -112,7 +113,8 @@ func (d *demo) run(log *slog.Logger) error {
 		{"2. TCP echo", d.echo},
 		{"3. pull the primary port during a transfer", d.failover},
 		{"4. the primary port comes back and pre-empts", d.preempt},
-		{"5. loadbalance across both ports", d.loadbalance},
+		{"5. loadbalance: flows spread over both ports", d.loadbalance},
+		{"6. roundrobin: one flow over both ports", d.roundrobin},
 	}
 	for _, s := range steps {
 		if d.ctx.Err() != nil {
@@ -421,13 +423,19 @@ func (d *demo) preempt() error {
 	return nil
 }
 
-func (d *demo) loadbalance() error {
+func (d *demo) loadbalance() error { return d.spread(config.ProtoLoadBalance, 8) }
+
+func (d *demo) roundrobin() error { return d.spread(config.ProtoRoundRobin, 1) }
+
+// spread switches lagg0 to proto and sends flows TCP flows to the host,
+// showing each port's share.
+func (d *demo) spread(proto string, flows int) error {
 	lc := *d.a.Config().Lagg("lagg0")
-	lc.Proto = config.ProtoLoadBalance
+	lc.Proto = proto
 	if err := d.a.ApplyLagg(lc); err != nil {
 		return err
 	}
-	d.say("   protocol switched to loadbalance at runtime (ports kept)")
+	d.say("   protocol switched to %s at runtime (ports kept)", proto)
 	ln, err := lab.Listen(d.host, "tcp4", demoHostIP+":5001")
 	if err != nil {
 		return err
@@ -443,11 +451,11 @@ func (d *demo) loadbalance() error {
 		}
 	}()
 	before := d.l.Status()
-	const flows, perFlow = 8, 32 << 20
+	perFlow := 256 << 20 / flows
 	var wg sync.WaitGroup
 	errs := make(chan error, flows)
 	start := time.Now()
-	for i := 0; i < flows; i++ {
+	for range flows {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
