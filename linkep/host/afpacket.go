@@ -1,23 +1,25 @@
 package host
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/ulagg/ulagg/linkep"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// AFPacket is a linkep.Port on a host interface through an AF_PACKET socket. RX is
-// gVisor's fdbased endpoint in recvmmsg mode; TX is sendmmsg from pooled
-// scratch space (fdbased's allocates per call), with host GSO through
-// PACKET_VNET_HDR when the socket takes it.
+// AFPacket is a linkep.Port on a host interface through an AF_PACKET socket.
+// RX is a goroutine of our own reading recvmmsg batches into pooled buffers
+// (afpacket_rx.go); TX is sendmmsg from pooled scratch space
+// (afpacket_tx.go). With PACKET_VNET_HDR, when the socket takes it, TX does
+// host GSO and every frame in both directions carries a virtio-net header.
 //
 // The host interface keeps its own MAC. To receive the lagg's MAC the socket
 // joins it as a PACKET_MR_UNICAST membership, which adds it to the NIC's
@@ -30,56 +32,55 @@ import (
 // also joins the slow-protocols group 01:80:c2:00:00:02 so LACPDUs get past
 // the multicast filter of real NICs.
 //
-// fdbased's RX dispatcher dies on any socket error, and the kernel reports
-// ENETDOWN to packet sockets when their interface goes admin down. The port
-// then builds a new fdbased endpoint on the same socket and attaches it to the
-// same dispatcher, so RX resumes when the interface comes back up.
+// The receive goroutine runs while the port is attached. It survives socket
+// errors (the kernel reports ENETDOWN to packet sockets when their interface
+// goes admin down) and resumes when frames come again; Attach(nil) stops it
+// through an eventfd and waits for it, and the port can be attached again.
 type AFPacket struct {
 	*hostLink
 
-	fd     int // the packet socket; closed by Close after every endpoint stopped
+	fd     int // the packet socket; closed by Close after the receive goroutine stopped
+	efd    int // eventfd that stops the receive goroutine; closed by Close
 	gsoMax uint32
-	wg     sync.WaitGroup // restart goroutines
+	rx     *afRx // receive state, used by one receive goroutine at a time
+
+	// addr is LinkAddress, read by the receive goroutine for every batch.
+	// Stores are serialised by mu (they come with membership changes).
+	addr atomic.Pointer[tcpip.LinkAddress]
+
+	kernelDrops atomic.Uint64 // PACKET_STATISTICS tp_drops, accumulated
+
+	// Foreign counts unicast frames for another MAC, dropped.
+	Foreign atomic.Uint64
+	// RxErrors counts frames dropped because they were too short to hold
+	// an Ethernet header or did not fit the receive buffers.
+	RxErrors atomic.Uint64
+
+	// attachMu serialises Attach and Close, which wait for the receive
+	// goroutine with it held; that goroutine takes neither attachMu nor mu.
+	// Lock order: attachMu, then mu.
+	attachMu sync.Mutex
 
 	mu sync.Mutex
 	// +checklocks:mu
 	dispatcher stack.NetworkDispatcher
 	// +checklocks:mu
-	addr tcpip.LinkAddress
-	// +checklocks:mu
 	closed bool
 	// +checklocks:mu
-	detach chan struct{} // closed by Attach(nil)
-	// +checklocks:mu
-	lastRestart time.Time
-	// +checklocks:mu
-	restartDelay time.Duration
-	// +checklocks:mu
-	cur *afInner // the receiving fdbased endpoint
+	done chan struct{} // closed when the latest receive goroutine returned; nil if none ever ran
 
-	// txMu keeps Close from closing the socket under a writer.
-	txMu sync.RWMutex
-	// +checklocks:txMu
+	// fdMu keeps Close from closing the socket under a writer or a
+	// statistics read.
+	fdMu sync.RWMutex
+	// +checklocks:fdMu
 	fdClosed bool
 }
 
-// afInner is one fdbased endpoint on the port's socket. fdbased endpoints are
-// single-use: once attached and stopped they are never attached again.
-type afInner struct {
-	ep       stack.LinkEndpoint
-	efds     []int // leaked eventfds, see newFdbased
-	efdsOnce sync.Once
-	used     bool // attached once; guarded by AFPacket.mu
-}
-
-// closeEFDs closes the eventfds fdbased leaked; only once ep's dispatch
-// goroutine has returned and ep will not be attached or detached again.
-func (in *afInner) closeEFDs() { in.efdsOnce.Do(func() { closeEventFDs(in.efds) }) }
-
 var (
-	_ linkep.Port        = (*AFPacket)(nil)
-	_ stack.GSOEndpoint  = (*AFPacket)(nil)
-	_ stack.LinkEndpoint = (*AFPacket)(nil)
+	_ linkep.Port          = (*AFPacket)(nil)
+	_ linkep.KernelDropper = (*AFPacket)(nil)
+	_ stack.GSOEndpoint    = (*AFPacket)(nil)
+	_ stack.LinkEndpoint   = (*AFPacket)(nil)
 )
 
 func init() {
@@ -118,7 +119,7 @@ func OpenAFPacket(name string, opts AFPacketOptions) (*AFPacket, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &AFPacket{hostLink: h, fd: -1}
+	p := &AFPacket{hostLink: h, fd: -1, efd: -1}
 	if err := p.open(opts); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("afpacket %s: %w", name, err)
@@ -144,17 +145,15 @@ func (p *AFPacket) open(opts AFPacketOptions) error {
 	if vnet {
 		p.gsoMax = afGSOMax
 	}
+	if p.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
 	if err := p.membership(unix.PACKET_ADD_MEMBERSHIP, unix.PACKET_MR_MULTICAST, slowProtocolsMAC); err != nil {
 		p.log.Warn("cannot join the slow-protocols group: LACP may not work", "err", err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.addr = tcpip.LinkAddress(p.hw)
-	in, err := p.newInnerLocked()
-	if err != nil {
-		return err
-	}
-	p.cur = in
+	own := tcpip.LinkAddress(p.hw)
+	p.addr.Store(&own)
+	p.rx = newAFRx(p.fd, p.efd, vnet)
 	return nil
 }
 
@@ -165,7 +164,7 @@ func openPacketSocket(ns *netNS, ifindex int, vnet bool) (int, bool, error) {
 	err := ns.do(func() error {
 		var err error
 		// Protocol 0: nothing is queued before bind.
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		return err
 	})
 	if err != nil {
@@ -178,6 +177,11 @@ func openPacketSocket(ns *netNS, ifindex int, vnet bool) (int, bool, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
 		unix.Close(fd)
 		return -1, false, fmt.Errorf("PACKET_IGNORE_OUTGOING: %w", err)
+	}
+	// Per-frame metadata: the VLAN tag the kernel stripped, checksum status.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+		unix.Close(fd)
+		return -1, false, fmt.Errorf("PACKET_AUXDATA: %w", err)
 	}
 	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
 		// FORCE passes rmem_max/wmem_max but needs CAP_NET_ADMIN.
@@ -201,141 +205,56 @@ func (p *AFPacket) membership(op int, typ uint16, mac []byte) error {
 	return unix.SetsockoptPacketMreq(p.fd, unix.SOL_PACKET, op, &mreq)
 }
 
-// newInnerLocked builds a fresh fdbased endpoint on the socket.
-//
-// +checklocks:p.mu
-func (p *AFPacket) newInnerLocked() (*afInner, error) {
-	in := &afInner{}
-	ep, efds, err := newFdbased(&fdbased.Options{
-		FDs:            []int{p.fd},
-		MTU:            p.MTU(),
-		EthernetHeader: true,
-		Address:        p.addr,
-		GSOMaxSize:     p.gsoMax,
-		// The readv dispatcher stops for good at the first unicast frame
-		// for another MAC; recvmmsg skips it.
-		PacketDispatchMode: fdbased.RecvMMsg,
-		// veth peers hand over CHECKSUM_PARTIAL frames.
-		RXChecksumOffload: true,
-		// One processor delivers inline; more would start goroutines in
-		// New that leak with the readv dispatcher New discards.
-		ProcessorsPerChannel: 1,
-		// One socket needs no fanout group.
-		PreConfigured:  true,
-		IsPacketSocket: []bool{true},
-		ClosedFunc:     func(err tcpip.Error) { p.rxStopped(in, err) },
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fdbased: %w", err)
-	}
-	in.ep, in.efds = ep, efds
-	return in, nil
-}
-
-// rxStopped is fdbased's ClosedFunc. It runs on the dying dispatch goroutine,
-// so it only schedules the restart and never calls into the stack.
-func (p *AFPacket) rxStopped(in *afInner, err tcpip.Error) {
-	if err == nil {
-		return // a normal stop
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || p.dispatcher == nil || p.cur != in {
-		return
-	}
-	// Expected when the interface goes admin down (ENETDOWN).
-	p.log.Info("receive stopped, restarting it", "err", err)
-	p.wg.Add(1)
-	go p.restart(in, p.detach)
-}
-
-// restart replaces the dead endpoint old with a new one on the same socket.
-func (p *AFPacket) restart(old *afInner, detach chan struct{}) {
-	defer p.wg.Done()
-	p.mu.Lock()
-	// Persistent errors must not spin: back off when restarts come fast.
-	if time.Since(p.lastRestart) < time.Second {
-		p.restartDelay = min(max(2*p.restartDelay, 10*time.Millisecond), time.Second)
-	} else {
-		p.restartDelay = 0
-	}
-	delay := p.restartDelay
-	p.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-detach:
-			return
-		case <-time.After(delay):
-		}
-	}
-
-	p.mu.Lock()
-	if p.closed || p.dispatcher == nil || p.cur != old {
-		// Attach(nil) owns old now.
-		p.mu.Unlock()
-		return
-	}
-	p.lastRestart = time.Now()
-	// Take the pending error (ENETDOWN) so the new dispatcher doesn't die of it.
-	_, _ = unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	in, err := p.newInnerLocked()
-	if err != nil {
-		p.mu.Unlock()
-		p.log.Error("cannot restart receive", "err", err)
-		return
-	}
-	in.used = true
-	in.ep.Attach(p.dispatcher)
-	p.cur = in
-	p.mu.Unlock()
-
-	// Nobody reaches old any more: once its goroutine is gone its eventfds can go.
-	old.ep.Wait()
-	old.closeEFDs()
-}
-
-// Attach implements stack.LinkEndpoint.Attach. Attach(nil) stops receiving
-// and waits for the dispatch goroutines; a later Attach starts a new fdbased
-// endpoint, since those cannot be reattached.
+// Attach implements stack.LinkEndpoint.Attach. A dispatcher starts the
+// receive goroutine (a second one while attached is ignored, as fdbased
+// does); nil stops it and waits for it. The port can be attached again.
 func (p *AFPacket) Attach(d stack.NetworkDispatcher) {
-	p.mu.Lock()
+	p.attachMu.Lock()
+	defer p.attachMu.Unlock()
 	if d == nil {
-		if p.dispatcher == nil {
-			p.mu.Unlock()
-			return
-		}
-		p.dispatcher = nil
-		close(p.detach)
-		cur := p.cur
-		p.mu.Unlock()
-		// A literal nil: fdbased stops and waits for its dispatcher.
-		cur.ep.Attach(nil)
-		p.wg.Wait()
-		cur.closeEFDs()
+		p.detachLocked()
 		return
 	}
+	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		p.log.Warn("Attach on a closed port ignored")
 		return
 	}
 	if p.dispatcher != nil {
-		return // as fdbased: already attached
+		return
 	}
-	cur := p.cur
-	if cur.used {
-		in, err := p.newInnerLocked()
-		if err != nil {
-			p.log.Error("cannot attach", "err", err)
-			return
-		}
-		p.cur = in
-		cur = in
-	}
-	cur.used = true
 	p.dispatcher = d
-	p.detach = make(chan struct{})
-	cur.ep.Attach(d)
+	done := make(chan struct{})
+	p.done = done
+	go p.receive(d, done)
+}
+
+// detachLocked stops the receive goroutine, if any, and waits for it. It
+// does not hold mu meanwhile: delivering a frame may call back into the port
+// (LinkAddress, IsAttached, WritePackets).
+//
+// +checklocks:p.attachMu
+func (p *AFPacket) detachLocked() {
+	p.mu.Lock()
+	attached, done := p.dispatcher != nil, p.done
+	p.dispatcher = nil
+	p.mu.Unlock()
+	if !attached {
+		return
+	}
+	p.rx.stop.Store(true)
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	if _, err := unix.Write(p.efd, one[:]); err != nil {
+		// Cannot happen with a counter far from overflow; waiting would hang.
+		panic(fmt.Sprintf("afpacket %s: stop receive: %v", p.name, err))
+	}
+	<-done
+	// Reset for the next attach.
+	var buf [8]byte
+	_, _ = unix.Read(p.efd, buf[:])
+	p.rx.stop.Store(false)
 }
 
 // IsAttached implements stack.LinkEndpoint.IsAttached.
@@ -345,44 +264,44 @@ func (p *AFPacket) IsAttached() bool {
 	return p.dispatcher != nil
 }
 
-// Wait implements stack.LinkEndpoint.Wait.
+// Wait implements stack.LinkEndpoint.Wait: it waits for the receive
+// goroutine, which returns only after Attach(nil).
 func (p *AFPacket) Wait() {
 	p.mu.Lock()
-	cur := p.cur
+	done := p.done
 	p.mu.Unlock()
-	if cur != nil {
-		cur.ep.Wait()
+	if done != nil {
+		<-done
 	}
-	p.wg.Wait()
 }
 
 // Close implements stack.LinkEndpoint.Close: it detaches if needed, closes
 // the socket, puts the interface's admin state back and stops watching it.
 func (p *AFPacket) Close() {
+	p.attachMu.Lock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		p.attachMu.Unlock()
 		return
 	}
 	p.closed = true
-	attached := p.dispatcher != nil
 	p.mu.Unlock()
-	if attached {
-		p.Attach(nil)
-	}
-	p.wg.Wait()
-	p.txMu.Lock()
-	p.fdClosed = true
-	p.txMu.Unlock()
-	p.mu.Lock()
-	cur := p.cur
-	p.mu.Unlock()
-	if cur != nil {
-		cur.ep.Wait()
-		cur.closeEFDs()
-	}
+	p.detachLocked()
+	p.attachMu.Unlock()
+
+	p.fdMu.Lock()
 	if p.fd >= 0 {
+		p.readStats() // the last drops, for KernelDrops after Close
 		unix.Close(p.fd)
+	}
+	if p.efd >= 0 {
+		unix.Close(p.efd)
+	}
+	p.fdClosed = true
+	p.fdMu.Unlock()
+	if p.rx != nil {
+		p.rx.release()
 	}
 	p.hostLink.close(true)
 }
@@ -390,29 +309,57 @@ func (p *AFPacket) Close() {
 // WritePackets implements stack.LinkEndpoint.WritePackets. pkts hold complete
 // frames; the caller keeps its references.
 func (p *AFPacket) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	p.txMu.RLock()
-	defer p.txMu.RUnlock()
+	p.fdMu.RLock()
+	defer p.fdMu.RUnlock()
 	if p.fdClosed || p.fd < 0 {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
 	return writeFrames(p.fd, p.gsoMax != 0, pkts.AsSlice())
 }
 
+// KernelDrops implements linkep.KernelDropper: frames the kernel dropped
+// because the socket's receive buffer was full, since the port opened. The
+// receive goroutine collects the kernel's counter every 100 ms while busy;
+// this reads it too, so the total is current. After Close it is the last
+// total.
+func (p *AFPacket) KernelDrops() uint64 {
+	p.fdMu.RLock()
+	if !p.fdClosed && p.fd >= 0 {
+		p.readStats()
+	}
+	p.fdMu.RUnlock()
+	return p.kernelDrops.Load()
+}
+
+// readStats adds the kernel's drop counter, which reading resets, to
+// kernelDrops. The socket must stay open meanwhile: the caller holds fdMu or
+// is the receive goroutine (Close waits for it before closing the socket).
+func (p *AFPacket) readStats() {
+	var st unix.TpacketStats
+	l := uint32(unix.SizeofTpacketStats)
+	_, _, errno := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(p.fd), unix.SOL_PACKET, unix.PACKET_STATISTICS,
+		uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&l)), 0)
+	if errno == 0 && st.Drops != 0 {
+		p.kernelDrops.Add(uint64(st.Drops))
+	}
+}
+
 // LinkAddress implements stack.LinkEndpoint.LinkAddress. It is the host
 // interface's MAC until the lagg sets its own.
 func (p *AFPacket) LinkAddress() tcpip.LinkAddress {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.addr
+	if a := p.addr.Load(); a != nil {
+		return *a
+	}
+	return ""
 }
 
 // SetLinkAddress implements stack.LinkEndpoint.SetLinkAddress: frames for
-// addr are received from now on, through fdbased's filter and a unicast
+// addr are received from now on, through the receive filter and a unicast
 // membership on the socket.
 func (p *AFPacket) SetLinkAddress(addr tcpip.LinkAddress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	old := p.addr
+	old := p.LinkAddress()
 	if addr == old || p.closed {
 		return
 	}
@@ -422,8 +369,7 @@ func (p *AFPacket) SetLinkAddress(addr tcpip.LinkAddress) {
 			p.log.Warn("cannot receive the lagg MAC", "mac", addr, "err", err)
 		}
 	}
-	p.cur.ep.SetLinkAddress(addr)
-	p.addr = addr
+	p.addr.Store(&addr)
 	if old != own && isUnicastMAC(old) {
 		if err := p.membership(unix.PACKET_DROP_MEMBERSHIP, unix.PACKET_MR_UNICAST, []byte(old)); err != nil {
 			p.log.Debug("cannot drop the old MAC", "mac", old, "err", err)

@@ -38,7 +38,7 @@ import (
 )
 
 // htRequireRoot skips without root, except under CI=true where it fails.
-func htRequireRoot(t *testing.T) {
+func htRequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
@@ -50,7 +50,7 @@ func htRequireRoot(t *testing.T) {
 }
 
 // htID returns a short random tag for unique interface and namespace names.
-func htID(t *testing.T) string {
+func htID(t testing.TB) string {
 	var b [2]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func htID(t *testing.T) string {
 	return hex.EncodeToString(b[:])
 }
 
-func htRun(t *testing.T, args ...string) {
+func htRun(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
@@ -72,7 +72,7 @@ type htNet struct {
 	nl   *netlink.Handle
 }
 
-func htNewNet(t *testing.T, name string) *htNet {
+func htNewNet(t testing.TB, name string) *htNet {
 	t.Helper()
 	htRun(t, "ip", "netns", "add", name)
 	n := &htNet{name: name, h: -1}
@@ -101,7 +101,7 @@ func htNewNet(t *testing.T, name string) *htNet {
 
 // htDo runs fn on a thread inside n, on its own goroutine so the caller's
 // thread never changes namespace.
-func htDo(t *testing.T, n *htNet, fn func() error) {
+func htDo(t testing.TB, n *htNet, fn func() error) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
@@ -129,7 +129,7 @@ func htDo(t *testing.T, n *htNet, fn func() error) {
 	}
 }
 
-func (n *htNet) link(t *testing.T, name string) netlink.Link {
+func (n *htNet) link(t testing.TB, name string) netlink.Link {
 	t.Helper()
 	l, err := n.nl.LinkByName(name)
 	if err != nil {
@@ -138,7 +138,7 @@ func (n *htNet) link(t *testing.T, name string) netlink.Link {
 	return l
 }
 
-func (n *htNet) addAddr(t *testing.T, ifname, cidr string) {
+func (n *htNet) addAddr(t testing.TB, ifname, cidr string) {
 	t.Helper()
 	a, err := netlink.ParseAddr(cidr)
 	if err != nil {
@@ -157,7 +157,7 @@ func (n *htNet) addAddr(t *testing.T, ifname, cidr string) {
 // a gets ifindex 100: with equal ifindexes on both ends (2 in two fresh
 // namespaces) the kernel's linkwatch treats carrier changes as non-urgent and
 // batches them up to a second, as it does for physical NICs.
-func htVeth(t *testing.T, a *htNet, nameA string, b *htNet, nameB string) {
+func htVeth(t testing.TB, a *htNet, nameA string, b *htNet, nameB string) {
 	t.Helper()
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA, Index: 100}, PeerName: nameB, PeerNamespace: netlink.NsFd(b.h)}
 	if err := a.nl.LinkAdd(v); err != nil {
