@@ -16,8 +16,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-var errClosed = errors.New("port closed")
-
 // hostLink is what AFPacket and TAP share about their kernel interface: link
 // state from the link watcher, MTU ownership while joined to a lagg, admin
 // state and speed. Every kernel call goes through sockets created in the
@@ -299,7 +297,7 @@ func (h *hostLink) SetPortMTU(mtu uint32) error {
 	h.mu.Unlock()
 	switch {
 	case closed:
-		return errClosed
+		return errors.New("port closed")
 	case gone:
 		return fmt.Errorf("%s: interface is gone", h.name)
 	}
