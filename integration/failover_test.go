@@ -8,6 +8,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 )
 
 // transferSize is the size of each verified transfer in the failover tests.
@@ -49,8 +50,8 @@ func failoverScenario(t *testing.T, ap *app, hostNS, portNS string, ports []stri
 			tr := startTransfer(t, ap.a.Stack(), hostNS, dir, transferSize, uint64(100+i))
 			var samples []failoverSample
 			for k := 1; k < len(ports); k++ {
-				tr.waitBytes(t, transferSize*int64(k)/int64(len(ports)), 60*time.Second)
-				if tr.recv.Load() >= transferSize {
+				tr.WaitReceived(t, transferSize*int64(k)/int64(len(ports)), 60*time.Second)
+				if tr.Received() >= transferSize {
 					t.Fatalf("the transfer ended before pull %d", k)
 				}
 				s := pullActive(t, portNS, ap.l)
@@ -68,7 +69,7 @@ func failoverScenario(t *testing.T, ap *app, hostNS, portNS string, ports []stri
 				}
 			}
 			t.Logf("measure: failover transfer %s %d MiB over %d ports, %d pulls: %.0f MB/s in %v, intact; retransmits gVisor %d, kernel %s",
-				dir, transferSize>>20, len(ports), len(samples), r.MBps(), r.elapsed.Round(time.Millisecond),
+				dir, transferSize>>20, len(ports), len(samples), r.MBps(), r.Elapsed.Round(time.Millisecond),
 				ap.a.Stack().Stats().TCP.Retransmits.Value()-retx0, kretxDelta(kretx0, kernelRetrans(hostNS)))
 			restorePorts(t, portNS, ap.l, ports[0], ports[:len(ports)-1]...)
 		})
@@ -88,8 +89,8 @@ func TestFailoverLatency(t *testing.T) {
 	pingOK(t, tp.host, 3)
 	in := startTransfer(t, ap.a.Stack(), tp.host, kernelToUlagg, -1, 201)
 	out := startTransfer(t, ap.a.Stack(), tp.host, ulaggToKernel, -1, 202)
-	in.waitBytes(t, 8<<20, 30*time.Second)
-	out.waitBytes(t, 8<<20, 30*time.Second)
+	in.WaitReceived(t, 8<<20, 30*time.Second)
+	out.WaitReceived(t, 8<<20, 30*time.Second)
 	var internal, external, preempt, preemptReported []time.Duration
 	for i := range pulls {
 		s := pullActive(t, tp.lag, ap.l)
@@ -103,7 +104,7 @@ func TestFailoverLatency(t *testing.T) {
 		up := time.Now()
 		restorePorts(t, tp.lag, ap.l, tp.ports[0], tp.ports[0])
 		preempt = append(preempt, time.Since(up))
-		_ = poll(time.Second, func() bool { return ap.l.Status().LastFailover != last })
+		_ = testkit.Poll(time.Second, func() bool { return ap.l.Status().LastFailover != last })
 		preemptReported = append(preemptReported, ap.l.Status().LastFailover)
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -120,7 +121,7 @@ func TestFailoverLatency(t *testing.T) {
 	t.Logf("measure: failover pre-emption as Status.LastFailover reports it, median=%v: %s",
 		median(preemptReported).Round(time.Microsecond), durations(preemptReported))
 	t.Logf("measure: failover latency streams: kernel→ulagg %d MB, ulagg→kernel %d MB, both intact, %d failovers",
-		rin.received/1e6, rout.received/1e6, ap.l.Status().Failovers)
+		rin.Received/1e6, rout.Received/1e6, ap.l.Status().Failovers)
 	if med > 10*time.Millisecond {
 		t.Errorf("failover median %v, want ≤ 10ms", med)
 	}

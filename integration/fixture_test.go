@@ -35,20 +35,18 @@
 // Names: every namespace and interface starts with testPrefix ("ulit");
 // TestMain fails the run if any is left over, or if goroutines or file
 // descriptors leaked. Fixtures shared with other test files (ovs_test.go)
-// live here: requireRoot, newLab, newTopo, startAppliance, the stream
-// transfer helpers and the leak helpers.
+// live here: requireRoot, newLab, newTopo, startAppliance, startTransfer
+// and leftovers. The verified streams, echo checks, waits and leak checks
+// themselves are package internal/testkit's, shared with the lagg and
+// appliance tests.
 package integration
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -57,19 +55,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/stack/appliance"
@@ -228,7 +223,7 @@ func startAppliance(t testing.TB, lc config.Lagg, o appOptions) *app {
 	}
 	ap := &app{a: a, l: a.Lagg(lc.Name), log: tl}
 	t.Cleanup(a.Close)
-	waitFor(t, 5*time.Second, "lagg0 up", func() bool { return ap.l.Status().Up })
+	testkit.WaitFor(t, 5*time.Second, "lagg0 up", func() bool { return ap.l.Status().Up })
 	return ap
 }
 
@@ -236,9 +231,10 @@ func startAppliance(t testing.TB, lc config.Lagg, o appOptions) *app {
 // fails. (Writing to t directly would race with goroutines that log after
 // the test ended.)
 type testLog struct {
+	logger *slog.Logger // set once by newTestLog
 	mu     sync.Mutex
-	buf    bytes.Buffer
-	logger *slog.Logger
+	// +checklocks:mu
+	buf bytes.Buffer
 }
 
 func newTestLog(t testing.TB) *testLog {
@@ -280,26 +276,6 @@ func (tl *testLog) count(s string) int {
 	return strings.Count(tl.buf.String(), s)
 }
 
-// waitFor polls cond every millisecond until it holds, failing the test
-// after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if err := poll(timeout, cond); err != nil {
-		t.Fatalf("%s: not within %v", what, timeout)
-	}
-}
-
-func poll(timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return errors.New("timeout")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return nil
-}
-
 // pingOK pings laggIP from ns and fails unless most replies come back.
 func pingOK(t testing.TB, ns string, count int) lab.PingResult {
 	t.Helper()
@@ -313,30 +289,16 @@ func pingOK(t testing.TB, ns string, count int) lab.PingResult {
 	return r
 }
 
+// kernelDialer dials TCP addr from inside namespace ns.
+func kernelDialer(ns, addr string) testkit.Dialer {
+	return func(context.Context) (net.Conn, error) { return lab.Dial(ns, "tcp4", addr) }
+}
+
 // echoOK sends n pseudo-random bytes to the lagg's tcp-echo service from
-// ns and checks they come back unchanged.
+// ns and checks they come back unchanged (testkit.CheckEcho).
 func echoOK(t testing.TB, ns string, n int) {
 	t.Helper()
-	c, err := lab.Dial(ns, "tcp4", net.JoinHostPort(laggIP, strconv.Itoa(echoPort)))
-	if err != nil {
-		t.Fatalf("dial tcp-echo: %v", err)
-	}
-	defer c.Close()
-	msg := make([]byte, n)
-	streamRNG(uint64(n)).Read(msg)
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	errc := make(chan error, 1)
-	go func() { _, err := c.Write(msg); errc <- err }()
-	got := make([]byte, n)
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("tcp-echo read: %v", err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("tcp-echo write: %v", err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatalf("tcp-echo: the %d bytes echoed differ from those sent", n)
-	}
+	testkit.CheckEcho(t, kernelDialer(ns, net.JoinHostPort(laggIP, strconv.Itoa(echoPort))), testkit.Bytes(uint64(n), n))
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -354,252 +316,36 @@ func portCounters(t testing.TB, l *lagg.Lagg, port string) lagg.Counters {
 
 // --- verified byte streams ---
 
-// streamRNG is the deterministic pseudo-random byte stream for seed; the
-// sender writes it and the receiver regenerates it to compare.
-func streamRNG(seed uint64) *rand.ChaCha8 {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:], seed)
-	copy(s[8:], "ulagg integration stream")
-	return rand.NewChaCha8(s)
-}
-
-const streamChunk = 128 << 10
-
-// sendStream writes the stream for seed to c: size bytes, or with size < 0
-// until stop is closed. It then half-closes c so the receiver sees EOF.
-// sent follows its progress.
-func sendStream(c net.Conn, seed uint64, size int64, stop <-chan struct{}, sent *atomic.Int64) error {
-	rng := streamRNG(seed)
-	buf := make([]byte, streamChunk)
-	var n int64
-	for size < 0 || n < size {
-		if size < 0 {
-			select {
-			case <-stop:
-				size = n
-				continue
-			default:
-			}
-		}
-		b := buf
-		if size >= 0 && size-n < int64(len(b)) {
-			b = b[:size-n]
-		}
-		rng.Read(b)
-		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		k, err := c.Write(b)
-		n += int64(k)
-		sent.Add(int64(k))
-		if err != nil {
-			return fmt.Errorf("write after %d bytes: %w", n, err)
-		}
-	}
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		if err := cw.CloseWrite(); err != nil {
-			return fmt.Errorf("half-close after %d bytes: %w", n, err)
-		}
-	}
-	return nil
-}
-
-// verifyStream reads c to EOF and compares every byte with the stream for
-// seed; got follows its progress.
-func verifyStream(c net.Conn, seed uint64, got *atomic.Int64) (int64, error) {
-	rng := streamRNG(seed)
-	buf := make([]byte, streamChunk)
-	want := make([]byte, streamChunk)
-	var n int64
-	for {
-		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		k, err := c.Read(buf)
-		if k > 0 {
-			rng.Read(want[:k])
-			if !bytes.Equal(buf[:k], want[:k]) {
-				i := 0
-				for buf[i] == want[i] {
-					i++
-				}
-				return n, fmt.Errorf("byte %d differs from the stream sent", n+int64(i))
-			}
-			n += int64(k)
-			got.Add(int64(k))
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, fmt.Errorf("read after %d bytes: %w", n, err)
-		}
-	}
-}
-
 // Directions of a transfer.
 const (
 	kernelToUlagg = "kernel→ulagg"
 	ulaggToKernel = "ulagg→kernel"
 )
 
-// transfer is one verified TCP stream between the kernel host and a gVisor
-// stack, in either direction.
-type transfer struct {
-	dir        string
-	size       int64 // < 0: until stop
-	sent, recv atomic.Int64
-	stop       chan struct{}
-	stopOnce   sync.Once
-	done       chan struct{}
-	start      time.Time
-	res        transferResult
-	conns      [2]net.Conn // sender, receiver
-}
-
-type transferResult struct {
-	sent, received int64
-	sendErr        error
-	recvErr        error
-	elapsed        time.Duration
-}
-
-func (r transferResult) MBps() float64 { return float64(r.received) / 1e6 / r.elapsed.Seconds() }
-
-// startTransfer starts a verified stream of size bytes (size < 0: until
-// Stop) between the kernel host in namespace hostNS and stack s, whose
-// address is laggIP. kernel→ulagg connects from the host to a gonet
-// listener on s; ulagg→kernel dials from s to a kernel listener.
-func startTransfer(t testing.TB, s *gstack.Stack, hostNS, dir string, size int64, seed uint64) *transfer {
+// startTransfer starts a verified stream (testkit.StartTransfer) of size
+// bytes (size < 0: until Stop) between the kernel host in namespace hostNS
+// and stack s, whose address is laggIP. kernel→ulagg connects from the host
+// to a gonet listener on s; ulagg→kernel dials from s to a kernel listener.
+func startTransfer(t testing.TB, s *gstack.Stack, hostNS, dir string, size int64, seed uint64) *testkit.Transfer {
 	t.Helper()
-	tr := &transfer{dir: dir, size: size, stop: make(chan struct{}), done: make(chan struct{})}
-	var sender, receiver net.Conn
+	var client, server net.Conn
 	switch dir {
 	case kernelToUlagg:
-		ln, err := gonet.ListenTCP(s, tcpip.FullAddress{Port: 0}, ipv4.ProtocolNumber)
-		if err != nil {
-			t.Fatalf("gonet listen: %v", err)
-		}
+		ln := testkit.ListenTCP(t, s, netip.AddrPort{})
 		defer ln.Close()
-		port := ln.Addr().(*net.TCPAddr).Port
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, _ := ln.Accept()
-			accepted <- c
-		}()
-		if sender, err = lab.Dial(hostNS, "tcp4", net.JoinHostPort(laggIP, strconv.Itoa(port))); err != nil {
-			t.Fatalf("dial the gonet listener from the host: %v", err)
-		}
-		select {
-		case receiver = <-accepted:
-		case <-time.After(10 * time.Second):
-		}
-		if receiver == nil {
-			sender.Close()
-			t.Fatal("gonet accept failed")
-		}
+		client, server = testkit.Connect(t, ln, kernelDialer(hostNS, net.JoinHostPort(laggIP, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))))
 	case ulaggToKernel:
 		ln, err := lab.Listen(hostNS, "tcp4", hostIP+":0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		port := ln.Addr().(*net.TCPAddr).Port
-		accepted := make(chan net.Conn, 1)
-		go func() {
-			c, _ := ln.Accept()
-			accepted <- c
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		gc, err := gonet.DialContextTCP(ctx, s, tcpip.FullAddress{Addr: tcpip.AddrFrom4(hostAddr.As4()), Port: uint16(port)}, ipv4.ProtocolNumber)
-		if err != nil {
-			t.Fatalf("gonet dial the host: %v", err)
-		}
-		sender = gc
-		select {
-		case receiver = <-accepted:
-		case <-time.After(10 * time.Second):
-		}
-		if receiver == nil {
-			sender.Close()
-			t.Fatal("kernel accept failed")
-		}
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		client, server = testkit.Connect(t, ln, testkit.GonetDialer(s, netip.AddrPortFrom(hostAddr, port)))
 	default:
 		t.Fatalf("unknown direction %q", dir)
 	}
-	tr.start = time.Now()
-	tr.conns = [2]net.Conn{sender, receiver}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		tr.res.sendErr = sendStream(sender, seed, size, tr.stop, &tr.sent)
-	}()
-	go func() {
-		defer wg.Done()
-		tr.res.received, tr.res.recvErr = verifyStream(receiver, seed, &tr.recv)
-	}()
-	go func() {
-		wg.Wait()
-		tr.res.elapsed = time.Since(tr.start)
-		tr.res.sent = tr.sent.Load()
-		sender.Close()
-		receiver.Close()
-		close(tr.done)
-	}()
-	t.Cleanup(func() {
-		// Normally done already; after a failure, end it: half-close
-		// first, then, if that does not do, close both ends.
-		tr.Stop()
-		select {
-		case <-tr.done:
-			return
-		case <-time.After(5 * time.Second):
-		}
-		tr.conns[0].Close()
-		tr.conns[1].Close()
-		select {
-		case <-tr.done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("%s transfer did not end", dir)
-		}
-	})
-	return tr
-}
-
-// Stop ends an open-ended transfer (the sender half-closes).
-func (tr *transfer) Stop() { tr.stopOnce.Do(func() { close(tr.stop) }) }
-
-// Wait waits for the transfer and fails the test unless every byte sent
-// arrived intact, with no reset or other error on either side.
-func (tr *transfer) Wait(t testing.TB, timeout time.Duration) transferResult {
-	t.Helper()
-	select {
-	case <-tr.done:
-	case <-time.After(timeout):
-		t.Fatalf("%s: transfer not done within %v (sent %d, received %d)", tr.dir, timeout, tr.sent.Load(), tr.recv.Load())
-	}
-	r := tr.res
-	if r.sendErr != nil {
-		t.Errorf("%s: sender: %v", tr.dir, r.sendErr)
-	}
-	if r.recvErr != nil {
-		t.Errorf("%s: receiver: %v", tr.dir, r.recvErr)
-	}
-	if r.received != r.sent || (tr.size >= 0 && r.received != tr.size) {
-		t.Errorf("%s: received %d bytes, sent %d (size %d)", tr.dir, r.received, r.sent, tr.size)
-	}
-	return r
-}
-
-// waitBytes waits until the transfer's receiver got at least n bytes.
-func (tr *transfer) waitBytes(t testing.TB, n int64, timeout time.Duration) {
-	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%s: %d bytes received", tr.dir, n), func() bool {
-		select {
-		case <-tr.done:
-			return true
-		default:
-		}
-		return tr.recv.Load() >= n
-	})
+	return testkit.StartTransfer(t, client, server, testkit.TransferOptions{Name: dir, Seed: seed, Size: size, Chunk: 128 << 10})
 }
 
 // --- failover measurement ---
@@ -647,7 +393,7 @@ func pullActive(t testing.TB, ns string, l *lagg.Lagg) failoverSample {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
-	waitFor(t, 2*time.Second, "LastFailover updated", func() bool { return l.Status().LastFailover != before.LastFailover })
+	testkit.WaitFor(t, 2*time.Second, "LastFailover updated", func() bool { return l.Status().LastFailover != before.LastFailover })
 	s.internal = l.Status().LastFailover
 	return s
 }
@@ -684,7 +430,7 @@ func restorePorts(t testing.TB, ns string, l *lagg.Lagg, want string, ports ...s
 	for _, p := range ports {
 		setLink(t, ns, p, "up")
 	}
-	waitFor(t, 5*time.Second, "transmitting on "+want+" again", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "transmitting on "+want+" again", func() bool {
 		st := l.Status()
 		for _, p := range ports {
 			if ps := st.Port(p); ps == nil || !ps.Active {
@@ -714,15 +460,6 @@ func durations(ds []time.Duration) string {
 
 // --- leaks ---
 
-// numFDs counts this process's open file descriptors.
-func numFDs() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return -1
-	}
-	return len(ents)
-}
-
 // leftovers lists namespaces, and interfaces of the root namespace, whose
 // names start with testPrefix.
 // labPrefixes holds the namespace prefixes this process used.
@@ -749,20 +486,4 @@ func leftovers() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// settle polls until the goroutine and fd counts are back within slack of
-// base, and returns the last counts seen.
-func settle(baseG, baseFD, slackG, slackFD int, timeout time.Duration) (g, fds int, ok bool) {
-	deadline := time.Now().Add(timeout)
-	for {
-		g, fds = numGoroutine(), numFDs()
-		if g <= baseG+slackG && fds <= baseFD+slackFD {
-			return g, fds, true
-		}
-		if time.Now().After(deadline) {
-			return g, fds, false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

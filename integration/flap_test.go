@@ -9,6 +9,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 )
 
 // TestLinkFlap flaps the transmitting port of a 2-port failover lagg 200
@@ -18,15 +19,15 @@ import (
 // topology are gone this process has the goroutines and fds it started with.
 func TestLinkFlap(t *testing.T) {
 	const flaps = 200
-	baseG, baseFD := numGoroutine(), numFDs()
+	base := testkit.TakeBaseline()
 	t.Run("flap", func(t *testing.T) {
 		tp := newTopo(t, 2)
 		ap := startAppliance(t, laggConfig(config.ProtoFailover, tp.ports...), appOptions{netns: tp.lag})
 		pingOK(t, tp.host, 3)
 		in := startTransfer(t, ap.a.Stack(), tp.host, kernelToUlagg, -1, 301)
 		out := startTransfer(t, ap.a.Stack(), tp.host, ulaggToKernel, -1, 302)
-		in.waitBytes(t, 8<<20, 30*time.Second)
-		out.waitBytes(t, 8<<20, 30*time.Second)
+		in.WaitReceived(t, 8<<20, 30*time.Second)
+		out.WaitReceived(t, 8<<20, 30*time.Second)
 		f0 := ap.l.Status().Failovers
 		start := time.Now()
 		jitter := func() { time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) }
@@ -41,14 +42,14 @@ func TestLinkFlap(t *testing.T) {
 			jitter()
 		}
 		flapTime := time.Since(start)
-		waitFor(t, 10*time.Second, "both ports active and transmitting on "+tp.ports[0], func() bool {
+		testkit.WaitFor(t, 10*time.Second, "both ports active and transmitting on "+tp.ports[0], func() bool {
 			st := ap.l.Status()
 			return st.Up && st.TxPort == tp.ports[0] && st.Port(tp.ports[0]).Active && st.Port(tp.ports[1]).Active
 		})
 		// Traffic flows again after the storm.
-		inAt, outAt := in.recv.Load(), out.recv.Load()
-		in.waitBytes(t, inAt+16<<20, 30*time.Second)
-		out.waitBytes(t, outAt+16<<20, 30*time.Second)
+		inAt, outAt := in.Received(), out.Received()
+		in.WaitReceived(t, inAt+16<<20, 30*time.Second)
+		out.WaitReceived(t, outAt+16<<20, 30*time.Second)
 		in.Stop()
 		out.Stop()
 		rin, rout := in.Wait(t, 60*time.Second), out.Wait(t, 60*time.Second)
@@ -60,16 +61,16 @@ func TestLinkFlap(t *testing.T) {
 		echoOK(t, tp.host, 256<<10)
 		t.Logf("measure: flap %d× %s in %v: %d failovers, %d receive restarts; streams kernel→ulagg %d MB, ulagg→kernel %d MB, intact",
 			flaps, tp.ports[0], flapTime.Round(time.Millisecond), st.Failovers-f0,
-			ap.log.count("receive stopped, restarting it"), rin.received/1e6, rout.received/1e6)
+			ap.log.count("receive stopped, restarting it"), rin.Received/1e6, rout.Received/1e6)
 		if st.Failovers-f0 < 2 {
 			t.Errorf("only %d failovers during %d flaps of the transmitting port", st.Failovers-f0, flaps)
 		}
 	})
-	g, fds, ok := settle(baseG, baseFD, 2, 1, 10*time.Second)
-	t.Logf("measure: flap leak check: goroutines %d→%d, fds %d→%d", baseG, g, baseFD, fds)
-	if !ok {
-		t.Errorf("after the flap test: %d goroutines (began with %d), %d fds (began with %d)\n%s\n%s",
-			g, baseG, fds, baseFD, goroutineDump(), fdList())
+	err := base.Leaks(testkit.LeakGrace, 2, 1)
+	g, fds := testkit.Counts()
+	t.Logf("measure: flap leak check: goroutines %d→%d, fds %d→%d", base.NumGoroutine, g, base.NumFD, fds)
+	if err != nil {
+		t.Errorf("after the flap test: %v", err)
 	}
 }
 
@@ -92,8 +93,8 @@ func TestPortDeleted(t *testing.T) {
 			pingOK(t, tp.host, 3)
 			in := startTransfer(t, ap.a.Stack(), tp.host, kernelToUlagg, -1, 401)
 			out := startTransfer(t, ap.a.Stack(), tp.host, ulaggToKernel, -1, 402)
-			in.waitBytes(t, 16<<20, 30*time.Second)
-			out.waitBytes(t, 16<<20, 30*time.Second)
+			in.WaitReceived(t, 16<<20, 30*time.Second)
+			out.WaitReceived(t, 16<<20, 30*time.Second)
 			left := slices.Clone(tp.ports)
 			for _, i := range tc.delete {
 				p := tp.ports[i]
@@ -102,12 +103,12 @@ func TestPortDeleted(t *testing.T) {
 				}
 				left = slices.DeleteFunc(left, func(s string) bool { return s == p })
 				start := time.Now()
-				waitFor(t, 5*time.Second, p+" gone from Ports()", func() bool { return !slices.Contains(ap.l.Ports(), p) })
+				testkit.WaitFor(t, 5*time.Second, p+" gone from Ports()", func() bool { return !slices.Contains(ap.l.Ports(), p) })
 				t.Logf("measure: port %s deleted: gone from Ports() %v after `ip link del` returned; ports now %s",
 					p, time.Since(start).Round(time.Microsecond), strings.Join(ap.l.Ports(), ","))
-				inAt, outAt := in.recv.Load(), out.recv.Load()
-				in.waitBytes(t, inAt+16<<20, 30*time.Second)
-				out.waitBytes(t, outAt+16<<20, 30*time.Second)
+				inAt, outAt := in.Received(), out.Received()
+				in.WaitReceived(t, inAt+16<<20, 30*time.Second)
+				out.WaitReceived(t, outAt+16<<20, 30*time.Second)
 			}
 			in.Stop()
 			out.Stop()

@@ -20,12 +20,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 )
 
 // ifcPrefix starts the names of the namespaces and interfaces of these
@@ -132,7 +132,7 @@ func (tp *ifcTopo) mtus(t *testing.T) map[string]int {
 func (tp *ifcTopo) waitMTU(t *testing.T, want map[string]int) {
 	t.Helper()
 	var got map[string]int
-	if err := poll(5*time.Second, func() bool {
+	if !testkit.Poll(5*time.Second, func() bool {
 		got = tp.mtus(t)
 		for p, w := range want {
 			if got[p] != w {
@@ -140,7 +140,7 @@ func (tp *ifcTopo) waitMTU(t *testing.T, want map[string]int) {
 			}
 		}
 		return true
-	}); err != nil {
+	}) {
 		t.Fatalf("port MTUs %v, want %v", got, want)
 	}
 }
@@ -158,11 +158,11 @@ func (tp *ifcTopo) checkRestored(t *testing.T, ports ...string) {
 		}
 		o := tp.orig[i]
 		var got lab.LinkInfo
-		if err := poll(3*time.Second, func() bool {
+		if !testkit.Poll(3*time.Second, func() bool {
 			var err error
 			got, err = lab.Link(tp.app, p)
 			return err == nil && got.MTU == o.MTU && got.MAC == o.MAC && got.AdminUp == o.AdminUp && got.Promiscuity == o.Promiscuity
-		}); err != nil {
+		}) {
 			t.Errorf("%s: mtu %d mac %s admin-up %v promiscuity %d; want its own: mtu %d mac %s admin-up %v promiscuity %d",
 				p, got.MTU, got.MAC, got.AdminUp, got.Promiscuity, o.MTU, o.MAC, o.AdminUp, o.Promiscuity)
 		}
@@ -263,7 +263,7 @@ func (p *ifcProc) start(t *testing.T) {
 			t.Logf("ulagg run output:\n%s", ifcTail(out.String(), 16<<10))
 		}
 	})
-	if err := poll(10*time.Second, func() bool {
+	if !testkit.Poll(10*time.Second, func() bool {
 		select {
 		case <-exited:
 			return true
@@ -271,7 +271,7 @@ func (p *ifcProc) start(t *testing.T) {
 		}
 		_, _, code := p.run(t, "ifconfig", "-s", p.sock, "-l")
 		return code == 0
-	}); err != nil {
+	}) {
 		t.Fatalf("ulagg run: the control socket does not answer within 10s")
 	}
 	select {
@@ -376,10 +376,10 @@ func (p *ifcProc) status(t *testing.T, flags ...string) string {
 func (p *ifcProc) waitStatus(t *testing.T, timeout time.Duration, flags string) string {
 	t.Helper()
 	var out string
-	if err := poll(timeout, func() bool {
+	if !testkit.Poll(timeout, func() bool {
 		out = p.status(t)
 		return strings.SplitN(out, "\n", 2)[0] == flags
-	}); err != nil {
+	}) {
 		t.Fatalf("status not %q within %v:\n%s", flags, timeout, out)
 	}
 	return out
@@ -466,22 +466,7 @@ func ifcPingOK(t *testing.T, tp *ifcTopo, count int) {
 // host and checks they come back unchanged.
 func ifcEchoOK(t *testing.T, tp *ifcTopo, n int) {
 	t.Helper()
-	c, err := lab.Dial(tp.host, "tcp4", net.JoinHostPort(ifcLaggIP, strconv.Itoa(echoPort)))
-	if err != nil {
-		t.Fatalf("dial tcp-echo: %v", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	var got atomic.Int64
-	errc := make(chan error, 1)
-	go func() { errc <- sendStream(c, uint64(n), int64(n), nil, new(atomic.Int64)) }()
-	m, err := verifyStream(c, uint64(n), &got)
-	if serr := <-errc; serr != nil {
-		t.Fatalf("tcp-echo: send: %v", serr)
-	}
-	if err != nil || m != int64(n) {
-		t.Fatalf("tcp-echo: %d of %d bytes came back intact: %v", m, n, err)
-	}
+	testkit.CheckEcho(t, kernelDialer(tp.host, net.JoinHostPort(ifcLaggIP, strconv.Itoa(echoPort))), testkit.Bytes(uint64(n), n))
 }
 
 // ifcDiscardOK sends n bytes to the tcp-discard service: it takes them all,
@@ -493,10 +478,10 @@ func ifcDiscardOK(t *testing.T, tp *ifcTopo, n int) {
 		t.Fatalf("dial tcp-discard: %v", err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	if err := sendStream(c, 9, int64(n), nil, new(atomic.Int64)); err != nil {
+	if err := testkit.SendStream(c, 9, int64(n)); err != nil {
 		t.Fatalf("tcp-discard: %v", err)
 	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	b, err := io.ReadAll(c)
 	if err != nil || len(b) != 0 {
 		t.Fatalf("tcp-discard: read %d bytes back, err %v; want a clean close and nothing", len(b), err)
@@ -504,27 +489,10 @@ func ifcDiscardOK(t *testing.T, tp *ifcTopo, n int) {
 }
 
 // ifcStream is a verified TCP stream from the kernel host through the
-// lagg's tcp-echo service and back, paced so that it runs for as long as a
-// test changes the lagg under it.
-type ifcStream struct {
-	c          net.Conn
-	sent, recv atomic.Int64
-	stop       chan struct{}
-	done       chan struct{}
-	sendErr    error
-	recvErr    error
-	stopped    atomic.Bool
-}
-
-// pacedConn sleeps after each write (sendStream writes 128 KiB at a time):
-// at most ~25 MB/s, plenty to see a change, little load on 2 cores.
-type pacedConn struct{ *net.TCPConn }
-
-func (c pacedConn) Write(b []byte) (int, error) {
-	n, err := c.TCPConn.Write(b)
-	time.Sleep(5 * time.Millisecond)
-	return n, err
-}
+// lagg's tcp-echo service and back (testkit.StartEcho), paced (128 KiB
+// every 5 ms at most: ~25 MB/s, plenty to see a change, little load on 2
+// cores) so that it runs for as long as a test changes the lagg under it.
+type ifcStream struct{ *testkit.Transfer }
 
 func ifcStartStream(t *testing.T, tp *ifcTopo, seed uint64) *ifcStream {
 	t.Helper()
@@ -532,55 +500,17 @@ func ifcStartStream(t *testing.T, tp *ifcTopo, seed uint64) *ifcStream {
 	if err != nil {
 		t.Fatalf("dial tcp-echo: %v", err)
 	}
-	s := &ifcStream{c: c, stop: make(chan struct{}), done: make(chan struct{})}
-	sendDone := make(chan struct{})
-	go func() {
-		defer close(sendDone)
-		s.sendErr = sendStream(pacedConn{c.(*net.TCPConn)}, seed, -1, s.stop, &s.sent)
-	}()
-	go func() {
-		_, s.recvErr = verifyStream(c, seed, &s.recv)
-		<-sendDone
-		c.Close()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		s.halt()
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-			c.Close()
-			<-s.done
-		}
-	})
-	return s
+	return &ifcStream{testkit.StartEcho(t, c, testkit.TransferOptions{
+		Name: "stream through tcp-echo", Seed: seed, Size: -1, Chunk: 128 << 10, Pace: 5 * time.Millisecond,
+	})}
 }
 
-func (s *ifcStream) halt() {
-	if s.stopped.CompareAndSwap(false, true) {
-		close(s.stop)
-	}
-}
-
-// progress waits until n more bytes came back intact.
+// progress waits until n more bytes came back intact; what is the step
+// the test just took.
 func (s *ifcStream) progress(t *testing.T, n int64, what string) {
 	t.Helper()
-	from := s.recv.Load()
-	if err := poll(20*time.Second, func() bool {
-		select {
-		case <-s.done:
-			return true
-		default:
-		}
-		return s.recv.Load() >= from+n
-	}); err != nil || s.recv.Load() < from+n {
-		why := "still running"
-		select {
-		case <-s.done:
-			why = fmt.Sprintf("ended: send error %v, receive error %v", s.sendErr, s.recvErr)
-		default:
-		}
-		t.Fatalf("%s: the stream did not move %d more bytes (at %d; %s)", what, n, s.recv.Load(), why)
+	if err := s.Await(s.Received()+n, 20*time.Second); err != nil {
+		t.Fatalf("%s: the stream did not move %d more bytes: %v", what, n, err)
 	}
 }
 
@@ -588,19 +518,7 @@ func (s *ifcStream) progress(t *testing.T, n int64, what string) {
 // intact, with no reset or error on either side.
 func (s *ifcStream) finish(t *testing.T) int64 {
 	t.Helper()
-	s.halt()
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the stream did not end (sent %d, received %d)", s.sent.Load(), s.recv.Load())
-	}
-	if s.sendErr != nil || s.recvErr != nil {
-		t.Fatalf("stream: send error %v, receive error %v", s.sendErr, s.recvErr)
-	}
-	if sent, got := s.sent.Load(), s.recv.Load(); sent != got || sent == 0 {
-		t.Fatalf("stream: %d bytes came back, %d sent", got, sent)
-	}
-	return s.recv.Load()
+	return s.Wait(t, 30*time.Second).Received
 }
 
 // ifcTail is the end of s, at most n bytes.

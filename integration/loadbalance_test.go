@@ -16,6 +16,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 )
 
 // TestLoadBalanceSpread: 48 verified TCP flows from a 2-port loadbalance
@@ -67,7 +68,7 @@ func TestLoadBalanceSpread(t *testing.T) {
 					return
 				}
 				seed := binary.BigEndian.Uint64(hdr[:])
-				n, err := verifyStream(c, seed, &received)
+				n, err := testkit.VerifyStream(c, seed, &received)
 				mu.Lock()
 				got[seed] = n
 				if err != nil {
@@ -101,8 +102,7 @@ func TestLoadBalanceSpread(t *testing.T) {
 				sendErrs <- err
 				return
 			}
-			var sent atomic.Int64
-			if err := sendStream(c, seed, perFlow, nil, &sent); err != nil {
+			if err := testkit.SendStream(c, seed, perFlow); err != nil {
 				sendErrs <- err
 			}
 		}()
@@ -112,11 +112,11 @@ func TestLoadBalanceSpread(t *testing.T) {
 	for err := range sendErrs {
 		t.Errorf("flow: %v", err)
 	}
-	if err := poll(30*time.Second, func() bool {
+	if !testkit.Poll(30*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got)+len(errs) >= flows
-	}); err != nil {
+	}) {
 		t.Errorf("only %d flows finished on the host", len(got))
 	}
 	elapsed := time.Since(start)

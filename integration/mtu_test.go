@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 )
 
 const jumboMTU = 9000
@@ -101,10 +101,10 @@ port = %d
 				t.Logf("ulagg output:\n%s", out.String())
 			}
 		})
-		if err := poll(15*time.Second, func() bool {
+		if !testkit.Poll(15*time.Second, func() bool {
 			r, err := lab.Ping(tp.host, laggAddr, 1, 0, 200*time.Millisecond)
 			return err == nil && r.Received == 1
-		}); err != nil {
+		}) {
 			t.Fatal("ulagg run: the lagg address does not answer ping within 15s")
 		}
 		checkJumbo(t, tp)
@@ -155,7 +155,7 @@ func newJumboTopo(t *testing.T) (*topo, []lab.LinkInfo) {
 // is changed behind the lagg's back gets it back.
 func checkJumbo(t *testing.T, tp *topo) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "MTU 9000 and admin up on every port", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "MTU 9000 and admin up on every port", func() bool {
 		for _, p := range tp.ports {
 			li, err := lab.Link(tp.lag, p)
 			if err != nil || li.MTU != jumboMTU || !li.AdminUp {
@@ -178,7 +178,7 @@ func checkJumbo(t *testing.T, tp *topo) {
 	for _, p := range tp.ports {
 		setLink(t, tp.lag, p, "mtu", "1500")
 		start := time.Now()
-		waitFor(t, 5*time.Second, p+" MTU put back to 9000", func() bool {
+		testkit.WaitFor(t, 5*time.Second, p+" MTU put back to 9000", func() bool {
 			li, err := lab.Link(tp.lag, p)
 			return err == nil && li.MTU == jumboMTU
 		})
@@ -193,13 +193,12 @@ func checkRestored(t *testing.T, tp *topo, orig []lab.LinkInfo) {
 	t.Helper()
 	for i, p := range tp.ports {
 		var got lab.LinkInfo
-		err := poll(3*time.Second, func() bool {
+		if !testkit.Poll(3*time.Second, func() bool {
 			var err error
 			got, err = lab.Link(tp.lag, p)
 			return err == nil && got.MTU == orig[i].MTU && got.MAC == orig[i].MAC &&
 				got.AdminUp == orig[i].AdminUp && got.Promiscuity == orig[i].Promiscuity
-		})
-		if err != nil {
+		}) {
 			t.Errorf("%s after the appliance stopped: mtu %d mac %s admin-up %v promiscuity %d; want mtu %d mac %s admin-up %v promiscuity %d",
 				p, got.MTU, got.MAC, got.AdminUp, got.Promiscuity, orig[i].MTU, orig[i].MAC, orig[i].AdminUp, orig[i].Promiscuity)
 		}
@@ -237,9 +236,11 @@ var ulaggBin struct {
 func buildULagg(t *testing.T) string {
 	t.Helper()
 	ulaggBin.once.Do(func() {
+		// `go test` puts its own GOROOT/bin first on the test's PATH.
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			ulaggBin.err = fmt.Errorf("the go command: %v", err)
+			return
 		}
 		ulaggBin.dir, ulaggBin.err = os.MkdirTemp("", testPrefix+"-bin")
 		if ulaggBin.err != nil {
@@ -266,7 +267,8 @@ func removeBuilt() {
 
 // syncBuffer is a bytes.Buffer safe for a child's stdout and stderr.
 type syncBuffer struct {
-	mu  sync.Mutex
+	mu sync.Mutex
+	// +checklocks:mu
 	buf bytes.Buffer
 }
 

@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/lagg/lacp"
 )
@@ -57,14 +57,14 @@ func TestOVSLACP(t *testing.T) {
 			}
 			const full = lacp.StateActivity | lacp.StateTimeout | lacp.StateAggregation |
 				lacp.StateSync | lacp.StateCollecting | lacp.StateDistributing
-			if err := poll(2*time.Second, func() bool {
+			if !testkit.Poll(2*time.Second, func() bool {
 				for _, ps := range ap.l.Status().Ports {
 					if ps.LACP.Partner.State != full || ps.LACP.Actor.State != full {
 						return false
 					}
 				}
 				return true
-			}); err != nil {
+			}) {
 				for _, ps := range ap.l.Status().Ports {
 					t.Errorf("%s: actor %v partner %v, want %v both", ps.Name, ps.LACP.Actor.State, ps.LACP.Partner.State, full)
 				}
@@ -89,7 +89,7 @@ func TestOVSLACP(t *testing.T) {
 			for _, m := range o.member {
 				setLink(t, o.sw, m, "down")
 			}
-			waitFor(t, 5*time.Second, "ulagg lagg down", func() bool { return !ap.l.Status().Up && ovsDistributing(ap.l) == 0 })
+			testkit.WaitFor(t, 5*time.Second, "ulagg lagg down", func() bool { return !ap.l.Status().Up && ovsDistributing(ap.l) == 0 })
 			relink := time.Now()
 			for _, m := range o.member {
 				setLink(t, o.sw, m, "up")
@@ -157,7 +157,7 @@ func TestOVSLACPSlow(t *testing.T) {
 		}
 	}
 	// Wait for every port's 30 s periodic PDU, then to the end of the window.
-	waitFor(t, 40*time.Second, "a periodic LACPDU 20 s or more after convergence on every port", func() bool {
+	testkit.WaitFor(t, 40*time.Second, "a periodic LACPDU 20 s or more after convergence on every port", func() bool {
 		for _, p := range o.ports {
 			c := captured(p)
 			if len(c) == 0 || c[len(c)-1].Sub(conv) < 20*time.Second {
@@ -241,48 +241,6 @@ func ovsDataFrames(ps *lagg.PortStatus) uint64 {
 	return ps.Counters.TxFrames - ps.LACP.Counters.LACPDUsTx - ps.LACP.Counters.MarkerResponseTx
 }
 
-// ovsEcho is size bytes of the stream for seed sent from the kernel host
-// to the lagg's tcp-echo service and verified as it comes back.
-type ovsEcho struct {
-	sent, got atomic.Int64
-	done      chan struct{}
-	sendErr   error
-	recvErr   error
-}
-
-func ovsStartEcho(t *testing.T, hostNS string, size int64, seed uint64) *ovsEcho {
-	t.Helper()
-	c, err := lab.Dial(hostNS, "tcp4", net.JoinHostPort(laggIP, strconv.Itoa(echoPort)))
-	if err != nil {
-		t.Fatalf("dial tcp-echo: %v", err)
-	}
-	e := &ovsEcho{done: make(chan struct{})}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		e.sendErr = ovsSendWindowed(c, seed, size, &e.sent, &e.got)
-	}()
-	go func() {
-		defer wg.Done()
-		var n int64
-		n, e.recvErr = verifyStream(c, seed, &e.got)
-		if e.recvErr == nil && n != size {
-			e.recvErr = fmt.Errorf("echo ended after %d bytes, want %d", n, size)
-		}
-	}()
-	go func() {
-		wg.Wait()
-		c.Close()
-		close(e.done)
-	}()
-	t.Cleanup(func() {
-		c.Close()
-		<-e.done
-	})
-	return e
-}
-
 // ovsEchoWindow bounds the bytes the host has sent but not yet seen come
 // back. Without it gVisor's TCP deadlocks the echo after a burst of loss
 // (OVS's AF_PACKET sockets overflow on 2 busy cores; seen in half the
@@ -295,40 +253,20 @@ func ovsStartEcho(t *testing.T, hostNS string, size int64, seed uint64) *ovsEcho
 // bounded by what came back, the window never closes.
 const ovsEchoWindow = 256 << 10
 
-// ovsSendWindowed writes size bytes of the stream for seed to c, never
-// more than ovsEchoWindow ahead of got, then half-closes c.
-func ovsSendWindowed(c net.Conn, seed uint64, size int64, sent, got *atomic.Int64) error {
-	rng := streamRNG(seed)
-	buf := make([]byte, 64<<10)
-	for n := int64(0); n < size; {
-		for since := time.Now(); n-got.Load() > ovsEchoWindow; time.Sleep(50 * time.Microsecond) {
-			if time.Since(since) > 30*time.Second {
-				return fmt.Errorf("after %d bytes: nothing came back for 30 s", n)
-			}
-		}
-		b := buf[:min(int64(len(buf)), size-n)]
-		rng.Read(b)
-		_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		k, err := c.Write(b)
-		n += int64(k)
-		sent.Add(int64(k))
-		if err != nil {
-			return fmt.Errorf("write after %d bytes: %w", n, err)
-		}
-	}
-	return c.(interface{ CloseWrite() error }).CloseWrite()
-}
-
 // ovsEchoWithPull runs the echo transfer, pulls the member its flow uses on
 // the ulagg side once a quarter is through, measures the failover and
 // checks the transfer ends intact.
 func ovsEchoWithPull(t *testing.T, o *ovsSwitch, l *lagg.Lagg, size int64, seed uint64) {
 	t.Helper()
 	start := time.Now()
-	e := ovsStartEcho(t, o.host, size, seed)
-	if err := poll(time.Minute, func() bool { return e.got.Load() >= size/4 }); err != nil {
+	c, err := lab.Dial(o.host, "tcp4", net.JoinHostPort(laggIP, strconv.Itoa(echoPort)))
+	if err != nil {
+		t.Fatalf("dial tcp-echo: %v", err)
+	}
+	e := testkit.StartEcho(t, c, testkit.TransferOptions{Name: "echo through OVS", Seed: seed, Size: size, Window: ovsEchoWindow})
+	if err := e.Await(size/4, time.Minute); err != nil {
 		o.diag(t, l)
-		t.Fatalf("echo: %d bytes sent, %d back after a minute, want %d", e.sent.Load(), e.got.Load(), size/4)
+		t.Fatalf("echo: %d bytes sent: %v", e.Sent(), err)
 	}
 
 	// The flow's port: ulagg hashes both directions of the connection
@@ -354,7 +292,7 @@ func ovsEchoWithPull(t *testing.T, o *ovsSwitch, l *lagg.Lagg, size int64, seed 
 	pdus, pdusAt := l.Status().Ports, time.Now()
 
 	base := tx()
-	got0 := e.got.Load()
+	got0 := e.Received()
 	at := linkDown(t, o.sw, o.member[idx])
 	var out, moved, resumed time.Duration
 	var stall time.Duration
@@ -376,11 +314,11 @@ func ovsEchoWithPull(t *testing.T, o *ovsSwitch, l *lagg.Lagg, size int64, seed 
 				}
 			}
 		}
-		if g := e.got.Load(); g != lastGot {
+		if g := e.Received(); g != lastGot {
 			stall = max(stall, now.Sub(last))
 			last, lastGot = now, g
 		}
-		if resumed == 0 && e.got.Load() >= got0+4<<20 {
+		if resumed == 0 && e.Received() >= got0+4<<20 {
 			resumed = now.Sub(at)
 		}
 		time.Sleep(200 * time.Microsecond)
@@ -392,17 +330,14 @@ func ovsEchoWithPull(t *testing.T, o *ovsSwitch, l *lagg.Lagg, size int64, seed 
 	}
 
 	select {
-	case <-e.done:
+	case <-e.Done():
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("echo not done within 2 min: %d of %d bytes back", e.got.Load(), size)
+		t.Fatalf("echo not done within 2 min: %d of %d bytes back", e.Received(), size)
 	}
 	elapsed := time.Since(start)
-	if e.sendErr != nil || e.recvErr != nil {
+	if _, err := e.Result(); err != nil {
 		o.diag(t, l)
-		t.Fatalf("echo: send %v, receive %v", e.sendErr, e.recvErr)
-	}
-	if g := e.got.Load(); g != size {
-		t.Fatalf("echo: %d bytes back, want %d", g, size)
+		t.Fatal(err)
 	}
 	t.Logf("measure: ovs lacp %d ports: %d MiB echoed (both ways) through OVS in %v, %.0f MB/s each way, one member pulled",
 		len(o.ports), size>>20, elapsed.Round(time.Millisecond), float64(size)/1e6/elapsed.Seconds())

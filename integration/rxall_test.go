@@ -14,6 +14,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 )
 
@@ -68,7 +69,7 @@ func TestRxAll(t *testing.T) {
 			}
 			var answered int
 			if tc.wantAnswers {
-				_ = poll(2*time.Second, func() bool { return sniff.count(id) >= frames })
+				_ = testkit.Poll(2*time.Second, func() bool { return sniff.count(id) >= frames })
 				answered = sniff.count(id)
 			} else {
 				time.Sleep(500 * time.Millisecond)
@@ -157,7 +158,8 @@ func icmpEchoFrame(dstMAC, srcMAC tcpip.LinkAddress, src, dst [4]byte, id, seq u
 // echoReplySniffer counts ICMPv4 echo replies arriving in a namespace, by
 // identifier, with a raw socket there.
 type echoReplySniffer struct {
-	mu   sync.Mutex
+	mu sync.Mutex
+	// +checklocks:mu
 	byID map[uint16]map[uint16]bool
 }
 

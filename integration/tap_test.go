@@ -6,6 +6,7 @@ import (
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 )
 
 // TestFailoverTAP is TestFailoverAFPacket over two TAP devices that ulagg
@@ -32,7 +33,7 @@ func TestFailoverTAP(t *testing.T) {
 	if err := lb.Bridge(ns, testPrefix+"br", hostIP+"/24", taps...); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "ping through the TAP bridge", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "ping through the TAP bridge", func() bool {
 		r, err := lab.Ping(ns, laggAddr, 1, 0, 200*time.Millisecond)
 		return err == nil && r.Received == 1
 	})

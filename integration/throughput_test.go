@@ -17,13 +17,12 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/stack"
 )
@@ -310,15 +309,16 @@ func measureCell(t *testing.T, s *gstack.Stack, hostNS string, k2g bool, flows i
 			}
 		}
 	}
+	// The flows are raw, not byte-checked (testkit.StartTransfer): checking
+	// would cost as much CPU as the path being measured.
 	var ln net.Listener
-	var err error
 	if k2g {
-		ln, err = gonet.ListenTCP(s, tcpip.FullAddress{Port: 0}, ipv4.ProtocolNumber)
+		ln = testkit.ListenTCP(t, s, netip.AddrPort{})
 	} else {
-		ln, err = lab.Listen(hostNS, "tcp4", hostIP+":0")
-	}
-	if err != nil {
-		t.Fatal(err)
+		var err error
+		if ln, err = lab.Listen(hostNS, "tcp4", hostIP+":0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	wg.Add(1)
@@ -334,15 +334,14 @@ func measureCell(t *testing.T, s *gstack.Stack, hostNS string, k2g bool, flows i
 			go sink(c)
 		}
 	}()
+	dial := testkit.GonetDialer(s, netip.AddrPortFrom(hostAddr, uint16(port)))
+	if k2g {
+		dial = kernelDialer(hostNS, net.JoinHostPort(laggIP, strconv.Itoa(port)))
+	}
 	for range flows {
-		var c net.Conn
-		if k2g {
-			c, err = lab.Dial(hostNS, "tcp4", net.JoinHostPort(laggIP, strconv.Itoa(port)))
-		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			c, err = gonet.DialContextTCP(ctx, s, tcpip.FullAddress{Addr: tcpip.AddrFrom4(hostAddr.As4()), Port: uint16(port)}, ipv4.ProtocolNumber)
-			cancel()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := dial(ctx)
+		cancel()
 		if err != nil {
 			stop.Store(true)
 			ln.Close()

@@ -8,6 +8,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
@@ -40,7 +41,8 @@ func touchPorts(max uint32, ends ...*linkeptest.WireEnd) []*touchPort {
 
 // eventLog records a lagg's events.
 type eventLog struct {
-	mu  sync.Mutex
+	mu sync.Mutex
+	// +checklocks:mu
 	evs []lagg.Event
 }
 
@@ -118,7 +120,7 @@ func TestApplyChangesOnlyTheDifference(t *testing.T) {
 	if got := tp[0].macSets.Load() + tp[1].macSets.Load(); got != macs {
 		t.Errorf("MAC set %d times by an MTU change, want 0", got-macs)
 	}
-	waitFor(t, time.Second, "config event", func() bool { return log.count(lagg.EventConfig) == 1 })
+	testkit.WaitFor(t, time.Second, "config event", func() bool { return log.count(lagg.EventConfig) == 1 })
 }
 
 // TestApplyDerivedValuesReturn: removing mac and mtu from the settings goes

@@ -10,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
@@ -24,14 +25,14 @@ func TestFailoverPullActiveLink(t *testing.T) {
 	p := newPair(t, "failover", 2, nil)
 	a := p.a.l
 
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Fatalf("ping v4: %v", err)
 	}
-	if err := ping(p.a, v6B, 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, v6B, 10*time.Second); err != nil {
 		t.Fatalf("ping v6: %v", err)
 	}
-	listenEcho(t, p.b, 7)
-	echo(t, p.a, p.b, 7, bytes.Repeat([]byte("ulagg"), 2000))
+	testkit.ServeEcho(t, p.b.listen(t, 7))
+	testkit.CheckEcho(t, p.a.dialer(p.b, 7), bytes.Repeat([]byte("ulagg"), 2000))
 
 	st := a.Status()
 	if st.TxPort != p.portA(0) {
@@ -40,10 +41,10 @@ func TestFailoverPullActiveLink(t *testing.T) {
 	failovers := st.Failovers
 
 	x := startTransfer(t, p.a, p.b, 9000, transferSize)
-	x.waitReceived(t, transferSize/4)
+	x.WaitReceived(t, transferSize/4, time.Minute)
 	newTx := portStatus(t, a, p.portA(1)).Counters.TxFrames
 	p.wires[0].SetLinkUp(false)
-	x.wait(t)
+	x.Wait(t, 2*time.Minute)
 
 	st = a.Status()
 	if st.TxPort != p.portA(1) {
@@ -65,7 +66,7 @@ func TestFailoverPullActiveLink(t *testing.T) {
 	if got := p.b.l.Status().TxPort; got != p.portB(1) {
 		t.Errorf("peer TxPort after the pull: got %q, want %q", got, p.portB(1))
 	}
-	echo(t, p.a, p.b, 7, []byte("still there"))
+	testkit.CheckEcho(t, p.a.dialer(p.b, 7), []byte("still there"))
 }
 
 // TestFailoverRxAll: with rx-all off, frames arriving on the standby port
@@ -93,10 +94,10 @@ func TestFailoverRxAll(t *testing.T) {
 		t.Errorf("A standby port flags with rx-all off: got %v, want no COLLECTING", got)
 	}
 
-	if err := ping(p.a, p.b.addr.Addr(), 600*time.Millisecond); err == nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 600*time.Millisecond); err == nil {
 		t.Fatal("ping with rx-all off: got a reply, want none (replies come in on the standby port)")
 	}
-	waitFor(t, 5*time.Second, "drops on A's standby port", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "drops on A's standby port", func() bool {
 		return portStatus(t, a, p.portA(1)).Counters.Drop(lagg.DropInactivePort) > 0
 	})
 	standby := portStatus(t, a, p.portA(1)).Counters
@@ -113,7 +114,7 @@ func TestFailoverRxAll(t *testing.T) {
 	if err := a.Update(func(c *lagg.Config) { c.RxAll = true }); err != nil {
 		t.Fatal(err)
 	}
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Fatalf("ping with rx-all on: %v", err)
 	}
 	ps := portStatus(t, a, p.portA(1))
@@ -133,14 +134,14 @@ func TestFailoverRxAll(t *testing.T) {
 func TestFailoverPreemption(t *testing.T) {
 	p := newPair(t, "failover", 2, nil)
 	a := p.a.l
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	p.wires[0].SetLinkUp(false)
 	if got := a.Status().TxPort; got != p.portA(1) {
 		t.Fatalf("TxPort with port 0 down: got %q, want %q", got, p.portA(1))
 	}
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Fatalf("ping on the backup port: %v", err)
 	}
 	before := portStatus(t, a, p.portA(0)).Counters.TxFrames
@@ -152,7 +153,7 @@ func TestFailoverPreemption(t *testing.T) {
 	if st.Failovers != 2 {
 		t.Errorf("Failovers: got %d, want 2", st.Failovers)
 	}
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Fatalf("ping after pre-emption: %v", err)
 	}
 	if got := portStatus(t, a, p.portA(0)).Counters.TxFrames; got <= before {
@@ -197,7 +198,9 @@ func parseAnnouncement(frame []byte) (announcement, bool) {
 			mac: tcpip.LinkAddress(arp.HardwareAddressSender())}, true
 	case header.IPv6ProtocolNumber:
 		ip := header.IPv6(body)
-		if !ip.IsValid(len(body)) || ip.TransportProtocol() != header.ICMPv6ProtocolNumber {
+		// Announcements carry no extension headers: ICMPv6 must be the
+		// next header for the payload to be the message.
+		if !ip.IsValid(len(body)) || ip.NextHeader() != uint8(header.ICMPv6ProtocolNumber) {
 			return announcement{}, false
 		}
 		icmp := header.ICMPv6(ip.Payload())
@@ -280,7 +283,7 @@ func TestAnnounceOnFailoverAndMACChange(t *testing.T) {
 		before := len(seen1())
 		p.wires[0].SetLinkUp(false)
 		for _, w := range want(laggMAC) {
-			waitFor(t, 10*time.Second, fmt.Sprintf("failover %d: %s on the new port", i, w.kind),
+			testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("failover %d: %s on the new port", i, w.kind),
 				func() bool { return hasAnnouncement(seen1()[before:], w) })
 		}
 		p.wires[0].SetLinkUp(true)
@@ -294,12 +297,12 @@ func TestAnnounceOnFailoverAndMACChange(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, w := range want(newMAC) {
-			waitFor(t, 10*time.Second, fmt.Sprintf("MAC change %d: %s with the new MAC", i, w.kind),
+			testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("MAC change %d: %s with the new MAC", i, w.kind),
 				func() bool { return hasAnnouncement(seen0()[before:], w) })
 		}
 	}
 	// A peer that has no entry for us yet resolves the new MAC.
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Fatalf("ping after the MAC changes: %v", err)
 	}
 }

@@ -31,7 +31,8 @@ func (p *refusingPort) SetPortMTU(mtu uint32) error {
 type goneablePort struct {
 	keptPort
 	mu sync.Mutex
-	h  func(linkep.Event)
+	// +checklocks:mu
+	h func(linkep.Event)
 }
 
 func (p *goneablePort) SetEventHandler(fn func(linkep.Event)) {

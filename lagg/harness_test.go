@@ -1,29 +1,18 @@
 package lagg_test
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
@@ -236,18 +225,6 @@ func fullAddr(p netip.Prefix, port uint16) tcpip.FullAddress {
 	return tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFromSlice(p.Addr().AsSlice()), Port: port}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // portStatus returns the status of port name of l, failing if it is absent.
 func portStatus(t *testing.T, l *lagg.Lagg, name string) lagg.PortStatus {
 	t.Helper()
@@ -259,306 +236,25 @@ func portStatus(t *testing.T, l *lagg.Lagg, name string) lagg.PortStatus {
 	return *ps
 }
 
-// listenEcho runs a TCP echo server on n at port until the test ends.
-func listenEcho(t *testing.T, n *node, port uint16) {
+// listen listens on n's address at port until the test ends.
+func (n *node) listen(t *testing.T, port uint16) net.Listener {
 	t.Helper()
-	serveTCP(t, n, port, func(c net.Conn) { _, _ = io.Copy(c, c) })
+	return testkit.ListenTCP(t, n.s, netip.AddrPortFrom(n.addr.Addr(), port))
 }
 
-// serveTCP accepts connections on n at port until the test ends and runs
-// handle on each (with a minute's deadline), then closes it.
-func serveTCP(t *testing.T, n *node, port uint16, handle func(net.Conn)) {
+// dialer dials to's address at port from n.
+func (n *node) dialer(to *node, port uint16) testkit.Dialer {
+	return testkit.GonetDialer(n.s, netip.AddrPortFrom(to.addr.Addr(), port))
+}
+
+// startTransfer sends size bytes of a checked stream from from to to over
+// a new TCP connection to port (see testkit.StartTransfer).
+func startTransfer(t *testing.T, from, to *node, port uint16, size int64) *testkit.Transfer {
 	t.Helper()
-	ln, err := gonet.ListenTCP(n.s, fullAddr(n.addr, port), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				handle(c)
-			}()
-		}
-	}()
-}
-
-// echo dials the echo server on to from from and checks that msg comes back.
-func echo(t *testing.T, from, to *node, port uint16, msg []byte) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := gonet.DialContextTCP(ctx, from.s, fullAddr(to.addr, port), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatalf("dial echo: %v", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := c.Write(msg); err != nil {
-		t.Fatalf("echo write: %v", err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("echo read: %v", err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatalf("echo: got %d bytes that differ from the %d sent", len(got), len(msg))
-	}
-}
-
-// ping sends ICMP echo requests from n to dst through a gVisor ping
-// endpoint until a reply carrying our payload arrives or timeout passes.
-func ping(n *node, dst netip.Addr, timeout time.Duration) error {
-	netProto, transProto := ipv4.ProtocolNumber, header.ICMPv4ProtocolNumber
-	if dst.Is6() {
-		netProto, transProto = ipv6.ProtocolNumber, header.ICMPv6ProtocolNumber
-	}
-	var wq waiter.Queue
-	ep, terr := n.s.NewEndpoint(transProto, netProto, &wq)
-	if terr != nil {
-		return fmt.Errorf("icmp endpoint: %s", terr)
-	}
-	defer ep.Close()
-	we, ready := waiter.NewChannelEntry(waiter.ReadableEvents)
-	wq.EventRegister(&we)
-	defer wq.EventUnregister(&we)
-	if terr := ep.Connect(tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFromSlice(dst.AsSlice())}); terr != nil {
-		return fmt.Errorf("icmp connect: %s", terr)
-	}
-	payload := []byte("ulagg-ping")
-	deadline := time.Now().Add(timeout)
-	for seq := uint16(1); time.Now().Before(deadline); seq++ {
-		req := make([]byte, header.ICMPv4MinimumSize+len(payload))
-		if dst.Is6() {
-			h := header.ICMPv6(req)
-			h.SetType(header.ICMPv6EchoRequest)
-			h.SetSequence(seq)
-		} else {
-			h := header.ICMPv4(req)
-			h.SetType(header.ICMPv4Echo)
-			h.SetSequence(seq)
-		}
-		copy(req[header.ICMPv4MinimumSize:], payload)
-		var r bytes.Reader
-		r.Reset(req)
-		if _, terr := ep.Write(&r, tcpip.WriteOptions{}); terr != nil {
-			if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
-				return fmt.Errorf("icmp write: %s", terr)
-			}
-		}
-		wait := time.NewTimer(min(200*time.Millisecond, time.Until(deadline)+time.Millisecond))
-	read:
-		for {
-			var buf bytes.Buffer
-			_, terr := ep.Read(&buf, tcpip.ReadOptions{})
-			if terr == nil {
-				b := buf.Bytes()
-				if len(b) >= header.ICMPv4MinimumSize && bytes.Equal(b[header.ICMPv4MinimumSize:], payload) {
-					wait.Stop()
-					return nil
-				}
-				continue
-			}
-			if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
-				wait.Stop()
-				return fmt.Errorf("icmp read: %s", terr)
-			}
-			select {
-			case <-ready:
-			case <-wait.C:
-				break read
-			}
-		}
-	}
-	return fmt.Errorf("no echo reply from %s within %v", dst, timeout)
-}
-
-// transfer is one TCP connection carrying size bytes of a deterministic
-// pseudo-random stream that the receiver regenerates and compares.
-type transfer struct {
-	size     int64
-	received atomic.Int64
-	recvErr  chan error
-	sendErr  chan error
-}
-
-func streamFor(seed uint64) *rand.ChaCha8 {
-	var s [32]byte
-	for i := range 8 {
-		s[i] = byte(seed >> (8 * i))
-	}
-	return rand.NewChaCha8(s)
-}
-
-// startTransfer sends size bytes from from to to over a new TCP connection
-// to port; the receiver counts what it verified in received.
-func startTransfer(t *testing.T, from, to *node, port uint16, size int64) *transfer {
-	t.Helper()
-	ln, err := gonet.ListenTCP(to.s, fullAddr(to.addr, port), ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	x := &transfer{size: size, recvErr: make(chan error, 1), sendErr: make(chan error, 1)}
-	seed := uint64(size) ^ uint64(port)<<32
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			x.recvErr <- fmt.Errorf("accept: %w", err)
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		x.recvErr <- x.receive(c, streamFor(seed))
-	}()
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := gonet.DialContextTCP(ctx, from.s, fullAddr(to.addr, port), ipv4.ProtocolNumber)
-		if err != nil {
-			x.sendErr <- fmt.Errorf("dial: %w", err)
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		x.sendErr <- send(c, streamFor(seed), size)
-	}()
-	return x
-}
-
-func send(c *gonet.TCPConn, src *rand.ChaCha8, size int64) error {
-	buf := make([]byte, 64<<10)
-	for left := size; left > 0; {
-		chunk := buf[:min(int64(len(buf)), left)]
-		_, _ = src.Read(chunk)
-		if _, err := c.Write(chunk); err != nil {
-			return fmt.Errorf("write with %d bytes left: %w", left, err)
-		}
-		left -= int64(len(chunk))
-	}
-	if err := c.CloseWrite(); err != nil {
-		return fmt.Errorf("close write: %w", err)
-	}
-	// The receiver closes once it has verified everything.
-	if n, err := io.Copy(io.Discard, c); err != nil || n != 0 {
-		return fmt.Errorf("after sending: got %d bytes and %v, want 0 bytes and EOF", n, err)
-	}
-	return nil
-}
-
-func (x *transfer) receive(c net.Conn, want *rand.ChaCha8) error {
-	buf := make([]byte, 64<<10)
-	exp := make([]byte, 64<<10)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			off := x.received.Load()
-			if off+int64(n) > x.size {
-				return fmt.Errorf("got more than the %d bytes sent", x.size)
-			}
-			_, _ = want.Read(exp[:n])
-			if i := firstDiff(buf[:n], exp[:n]); i >= 0 {
-				return fmt.Errorf("byte %d: got %#x, want %#x", off+int64(i), buf[i], exp[i])
-			}
-			x.received.Add(int64(n))
-		}
-		if errors.Is(err, io.EOF) {
-			if got := x.received.Load(); got != x.size {
-				return fmt.Errorf("EOF after %d bytes, want %d", got, x.size)
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read after %d bytes: %w", x.received.Load(), err)
-		}
-	}
-}
-
-func firstDiff(a, b []byte) int {
-	if bytes.Equal(a, b) {
-		return -1
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return len(a)
-}
-
-// waitReceived waits until the receiver has verified at least n bytes.
-func (x *transfer) waitReceived(t *testing.T, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for x.received.Load() < n {
-		select {
-		case err := <-x.recvErr:
-			t.Fatalf("receiver ended after %d bytes, before %d: %v", x.received.Load(), n, err)
-		case err := <-x.sendErr:
-			if err != nil {
-				t.Fatalf("sender failed after %d bytes received: %v", x.received.Load(), err)
-			}
-			x.sendErr <- nil // put it back for wait
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("received %d bytes, want %d within a minute", x.received.Load(), n)
-		}
-	}
-}
-
-// wait checks that both ends finished cleanly: every byte arrived, in
-// order and intact, and neither side saw a reset.
-func (x *transfer) wait(t *testing.T) {
-	t.Helper()
-	timeout := time.After(2 * time.Minute)
-	for _, ch := range []chan error{x.recvErr, x.sendErr} {
-		select {
-		case err := <-ch:
-			if err != nil {
-				t.Fatalf("transfer of %d bytes (%d verified): %v", x.size, x.received.Load(), err)
-			}
-		case <-timeout:
-			t.Fatalf("transfer of %d bytes: %d verified after 2 minutes", x.size, x.received.Load())
-		}
-	}
-	if got := x.received.Load(); got != x.size {
-		t.Fatalf("verified %d bytes, want %d", got, x.size)
-	}
-}
-
-// goroutineBaseline returns a check that goroutines come back to the count
-// now, taken once goroutines of earlier tests have finished exiting.
-func goroutineBaseline(t *testing.T) func() {
-	before := runtime.NumGoroutine()
-	for stable, deadline := 0, time.Now().Add(2*time.Second); stable < 5 && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		if now := runtime.NumGoroutine(); now < before {
-			before, stable = now, 0
-		} else {
-			stable++
-		}
-	}
-	return func() {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			now := runtime.NumGoroutine()
-			if now <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Fatalf("goroutines: got %d, want <= %d\n%s", now, before, buf)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	c, s := testkit.Connect(t, to.listen(t, port), from.dialer(to, port))
+	return testkit.StartTransfer(t, c, s, testkit.TransferOptions{
+		Name: fmt.Sprintf("transfer of %d bytes to port %d", size, port),
+		Seed: uint64(size) ^ uint64(port)<<32,
+		Size: size,
+	})
 }

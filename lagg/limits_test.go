@@ -13,6 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
@@ -138,10 +139,10 @@ func TestProtoNone(t *testing.T) {
 		t.Errorf("DropNoPort after sending: got 0, want > 0")
 	}
 	// The peer's frames reach our ports and stop there.
-	if err := ping(p.b, p.a.addr.Addr(), 500*time.Millisecond); err == nil {
+	if err := testkit.Ping(p.b.s, p.a.addr.Addr(), 500*time.Millisecond); err == nil {
 		t.Fatal("ping into a none lagg: got a reply, want none")
 	}
-	waitFor(t, 5*time.Second, "inactive-port drops", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "inactive-port drops", func() bool {
 		return a.Status().Counters.Drop(lagg.DropInactivePort) > 0
 	})
 	if got := a.Status().Counters.RxFrames; got != 0 {
@@ -157,7 +158,7 @@ func TestProtoNone(t *testing.T) {
 	if err := a.Update(func(c *lagg.Config) { c.Proto = lagg.Proto("failover") }); err != nil {
 		t.Fatal(err)
 	}
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Errorf("ping after switching from none to failover: %v", err)
 	}
 }
@@ -227,7 +228,7 @@ func TestDelays(t *testing.T) {
 	// the delay has passed, which is after port 0's delay would have ended.
 	start := time.Now()
 	p.wires[1].SetLinkUp(false)
-	waitFor(t, 10*time.Second, "port 1 to become inactive", func() bool { return !portStatus(t, a, p.portA(1)).Active })
+	testkit.WaitFor(t, 10*time.Second, "port 1 to become inactive", func() bool { return !portStatus(t, a, p.portA(1)).Active })
 	if took := time.Since(start); took < delay {
 		t.Errorf("port 1 left after %v, want >= the down delay %v", took, delay)
 	}
@@ -241,7 +242,7 @@ func TestDelays(t *testing.T) {
 	// Up delay: port 0 goes down at once and comes back only after the delay.
 	a.Update(func(c *lagg.Config) { c.UpDelay, c.DownDelay = delay, 0 })
 	p.b.l.Update(func(c *lagg.Config) { c.UpDelay, c.DownDelay = delay, 0 })
-	waitFor(t, 10*time.Second, "port 1 back", func() bool { return portStatus(t, a, p.portA(1)).Active })
+	testkit.WaitFor(t, 10*time.Second, "port 1 back", func() bool { return portStatus(t, a, p.portA(1)).Active })
 	p.wires[0].SetLinkUp(false)
 	if got := a.Status().TxPort; got != p.portA(1) {
 		t.Fatalf("TxPort after port 0 went down with no down delay: got %q, want %q", got, p.portA(1))
@@ -251,11 +252,11 @@ func TestDelays(t *testing.T) {
 	if ps := portStatus(t, a, p.portA(0)); !ps.LinkUp || ps.Active {
 		t.Errorf("port 0 right after its link returned: got LinkUp %v Active %v, want true, false (up delay)", ps.LinkUp, ps.Active)
 	}
-	waitFor(t, 10*time.Second, "port 0 to transmit again", func() bool { return a.Status().TxPort == p.portA(0) })
+	testkit.WaitFor(t, 10*time.Second, "port 0 to transmit again", func() bool { return a.Status().TxPort == p.portA(0) })
 	if took := time.Since(start); took < delay {
 		t.Errorf("port 0 transmitted again after %v, want >= the up delay %v", took, delay)
 	}
-	if err := ping(p.a, p.b.addr.Addr(), 10*time.Second); err != nil {
+	if err := testkit.Ping(p.a.s, p.b.addr.Addr(), 10*time.Second); err != nil {
 		t.Errorf("ping after the delays: %v", err)
 	}
 }
@@ -280,8 +281,8 @@ func goneWires(t *testing.T) (*pair, *goneablePort) {
 func TestPortGone(t *testing.T) {
 	p, gone := goneWires(t)
 	a := p.a.l
-	listenEcho(t, p.b, 7)
-	echo(t, p.a, p.b, 7, []byte("before"))
+	testkit.ServeEcho(t, p.b.listen(t, 7))
+	testkit.CheckEcho(t, p.a.dialer(p.b, 7), []byte("before"))
 
 	p.wires[0].SetPassing(false) // the interface is gone: nothing passes
 	gone.gone()
@@ -292,9 +293,9 @@ func TestPortGone(t *testing.T) {
 		t.Errorf("TxPort after Gone: got %q, want %q", got, p.portA(1))
 	}
 	p.wires[0].SetLinkUp(false) // and the peer sees its carrier drop
-	echo(t, p.a, p.b, 7, []byte("after"))
+	testkit.CheckEcho(t, p.a.dialer(p.b, 7), []byte("after"))
 	// The release runs in the background; then the name is free again.
-	waitFor(t, 10*time.Second, "the gone port to be released", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the gone port to be released", func() bool {
 		return !gone.IsAttached() && gone.LinkAddress() == mac(1, 0)
 	})
 	other := newLagg(t, nil)

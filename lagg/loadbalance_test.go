@@ -17,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 )
@@ -356,7 +357,7 @@ func txBytes(l *lagg.Lagg) map[string]uint64 {
 // sink accepts connections on n at port, reads each to EOF and closes it.
 func sink(t *testing.T, n *node, port uint16) {
 	t.Helper()
-	serveTCP(t, n, port, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	testkit.ServeTCP(t, n.listen(t, port), func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 }
 
 // sendFlow sends size bytes from source port sport to the sink.

@@ -7,6 +7,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
@@ -67,7 +68,7 @@ func TestBroadcastPeersSeeEveryFrame(t *testing.T) {
 	dst := p.b.addr.Addr()
 	const pings = 10
 	for range pings {
-		if err := ping(p.a, dst, 2*time.Second); err != nil {
+		if err := testkit.Ping(p.a.s, dst, 2*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -78,7 +79,7 @@ func TestBroadcastPeersSeeEveryFrame(t *testing.T) {
 	}
 	p.wires[2].SetLinkUp(false)
 	for range pings {
-		if err := ping(p.a, dst, 2*time.Second); err != nil {
+		if err := testkit.Ping(p.a.s, dst, 2*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package lagg_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -62,18 +63,18 @@ func TestRoundRobinTransferSurvivesPullsAndRemoval(t *testing.T) {
 	p := newPair(t, "roundrobin", 3, nil)
 	const size = 64 << 20
 	x := startTransfer(t, p.a, p.b, 9100, size)
-	x.waitReceived(t, size/4)
+	x.WaitReceived(t, size/4, time.Minute)
 	for _, s := range p.a.l.Status().Ports {
 		if s.Counters.TxFrames == 0 {
 			t.Errorf("port %s sent nothing: one stream should use every port", s.Name)
 		}
 	}
 	p.wires[1].SetLinkUp(false)
-	x.waitReceived(t, size/2)
+	x.WaitReceived(t, size/2, time.Minute)
 	p.removeBoth(t, 2)
-	x.waitReceived(t, 3*size/4)
+	x.WaitReceived(t, 3*size/4, time.Minute)
 	p.wires[1].SetLinkUp(true)
-	x.wait(t)
+	x.Wait(t, 2*time.Minute)
 }
 
 func TestRoundRobinTxAllocatesNothing(t *testing.T) {

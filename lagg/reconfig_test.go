@@ -3,6 +3,7 @@ package lagg_test
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 
@@ -56,23 +57,23 @@ func TestPortsAddedAndRemovedDuringTransfer(t *testing.T) {
 	a := p.a.l
 	x := startTransfer(t, p.a, p.b, 9001, reconfigSize)
 
-	x.waitReceived(t, reconfigSize/5)
+	x.WaitReceived(t, reconfigSize/5, time.Minute)
 	p.removeBoth(t, 0)
 	if got := a.Status().TxPort; got != p.portA(1) {
 		t.Errorf("TxPort after removing port 0: got %q, want %q", got, p.portA(1))
 	}
 
-	x.waitReceived(t, 2*reconfigSize/5)
+	x.WaitReceived(t, 2*reconfigSize/5, time.Minute)
 	better := p.addBoth(t, 100)
 	if got := a.Status().TxPort; got != p.portA(better) {
 		t.Errorf("TxPort after adding a port with priority 100: got %q, want %q", got, p.portA(better))
 	}
 
-	x.waitReceived(t, 3*reconfigSize/5)
+	x.WaitReceived(t, 3*reconfigSize/5, time.Minute)
 	p.removeBoth(t, 1)
-	x.waitReceived(t, 4*reconfigSize/5)
+	x.WaitReceived(t, 4*reconfigSize/5, time.Minute)
 	backup := p.addBoth(t, lagg.DefaultPriority)
-	x.wait(t)
+	x.Wait(t, 2*time.Minute)
 
 	if got, want := a.Ports(), []string{p.portA(better), p.portA(backup)}; !slices.Equal(got, want) {
 		t.Errorf("ports: got %v, want %v", got, want)
@@ -93,7 +94,7 @@ func TestProtocolSwitchDuringTransfer(t *testing.T) {
 	p := newPair(t, "failover", 2, nil)
 	x := startTransfer(t, p.a, p.b, 9002, reconfigSize)
 	for i, proto := range []string{"loadbalance", "failover"} {
-		x.waitReceived(t, int64(i+1)*reconfigSize/3)
+		x.WaitReceived(t, int64(i+1)*reconfigSize/3, time.Minute)
 		for _, n := range []*node{p.a, p.b} {
 			if err := n.l.Update(func(c *lagg.Config) { c.Proto = lagg.Proto(proto) }); err != nil {
 				t.Fatal(err)
@@ -103,7 +104,7 @@ func TestProtocolSwitchDuringTransfer(t *testing.T) {
 			}
 		}
 	}
-	x.wait(t)
+	x.Wait(t, 2*time.Minute)
 	st := p.a.l.Status()
 	if len(st.Ports) != 2 {
 		t.Errorf("ports after two protocol switches: got %d, want 2", len(st.Ports))

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 )
 
@@ -16,7 +17,7 @@ func TestTeardownUnderLoad(t *testing.T) {
 	for i := range 3 {
 		p := newPair(t, "failover", 2, nil)
 		x := startTransfer(t, p.a, p.b, 9000, 1<<30)
-		x.waitReceived(t, 4<<20)
+		x.WaitReceived(t, 4<<20, time.Minute)
 		done := make(chan struct{})
 		go func() {
 			// B goes first: A keeps sending, so B's receive goroutine meets
@@ -44,11 +45,11 @@ func TestTeardownUnderLoad(t *testing.T) {
 // links, a Gone event and a protocol switch, closing the stacks and laggs
 // leaves no goroutine behind.
 func TestGoroutinesBackToBaseline(t *testing.T) {
-	check := goroutineBaseline(t)
+	testkit.CheckGoroutines(t)
 	t.Run("work", func(t *testing.T) {
 		p, gone := goneWires(t)
-		listenEcho(t, p.b, 7)
-		echo(t, p.a, p.b, 7, []byte("hello"))
+		testkit.ServeEcho(t, p.b.listen(t, 7))
+		testkit.CheckEcho(t, p.a.dialer(p.b, 7), []byte("hello"))
 		for range 5 {
 			p.wires[1].SetLinkUp(false)
 			p.wires[1].SetLinkUp(true)
@@ -58,14 +59,15 @@ func TestGoroutinesBackToBaseline(t *testing.T) {
 		p.wires[1].SetLinkUp(true)
 		p.wires[1].SetLinkUp(false)
 		extra := p.addBoth(t, 10)
-		echo(t, p.a, p.b, 7, []byte("on the added port"))
+		testkit.CheckEcho(t, p.a.dialer(p.b, 7), []byte("on the added port"))
 		p.removeBoth(t, extra)
 		if err := p.a.l.Update(func(c *lagg.Config) { c.Proto = lagg.Proto("loadbalance") }); err != nil {
 			t.Fatal(err)
 		}
 		p.wires[0].SetPassing(false)
 		gone.gone()
-		waitFor(t, 10*time.Second, "the gone port to be released", func() bool { return !gone.IsAttached() })
+		testkit.WaitFor(t, 10*time.Second, "the gone port to be released", func() bool { return !gone.IsAttached() })
 	})
-	check()
+	// CheckGoroutines's cleanup checks now, once the subtest's cleanups
+	// have stopped all it started.
 }

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
@@ -145,19 +144,7 @@ func TestApplianceServices(t *testing.T) {
 	b := newBench(t, applianceTOML, "sp0", "sp1")
 	for _, addr := range []string{"10.9.0.1", "fd09::1"} {
 		t.Run("tcp-echo "+addr, func(t *testing.T) {
-			c := b.dial(t, addr, 7)
-			msg := bytes.Repeat([]byte("lagg"), 4096)
-			if _, err := c.Write(msg); err != nil {
-				t.Fatal(err)
-			}
-			got := make([]byte, len(msg))
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, msg) {
-				t.Fatal("echoed bytes differ")
-			}
+			testkit.CheckEcho(t, testkit.GonetDialer(b.peer, netip.AddrPortFrom(netip.MustParseAddr(addr), 7)), bytes.Repeat([]byte("lagg"), 4096))
 		})
 	}
 	t.Run("udp-echo", func(t *testing.T) {
@@ -226,52 +213,18 @@ func TestApplianceServices(t *testing.T) {
 // does not disturb a transfer.
 func TestApplianceReloadDuringTransfer(t *testing.T) {
 	b := newBench(t, applianceTOML, "sp0", "sp1")
-	c := b.dial(t, "10.9.0.1", 7)
-	var wg sync.WaitGroup
-	var werr error
 	const total = 8 << 20
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		chunk := bytes.Repeat([]byte{0xa5}, 32<<10)
-		for sent := 0; sent < total; sent += len(chunk) {
-			if _, err := c.Write(chunk); err != nil {
-				werr = err
-				return
-			}
-		}
-	}()
-	got := 0
-	buf := make([]byte, 64<<10)
-	reloaded := false
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for got < total {
-		n, err := c.Read(buf)
-		got += n
-		for _, x := range buf[:n] {
-			if x != 0xa5 {
-				t.Fatal("corrupt byte")
-			}
-		}
-		if err != nil {
-			t.Fatalf("read after %d bytes: %v", got, err)
-		}
-		if !reloaded && got > total/4 {
-			next := strings.Replace(applianceTOML, "priority = 1000", "priority = 3000", 1)
-			cfg, err := config.Parse("next.toml", []byte(next))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := b.a.Reload(cfg); err != nil {
-				t.Fatal(err)
-			}
-			reloaded = true
-		}
+	tr := testkit.StartEcho(t, b.dial(t, "10.9.0.1", 7), testkit.TransferOptions{Name: "echo across the reload", Seed: 1, Size: total, Chunk: 32 << 10})
+	tr.WaitReceived(t, total/4, 30*time.Second)
+	next := strings.Replace(applianceTOML, "priority = 1000", "priority = 3000", 1)
+	cfg, err := config.Parse("next.toml", []byte(next))
+	if err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	if werr != nil {
-		t.Fatal(werr)
+	if err := b.a.Reload(cfg); err != nil {
+		t.Fatal(err)
 	}
+	tr.Wait(t, 30*time.Second)
 	st := b.a.Lagg("lagg0").Status()
 	if st.TxPort != "sp1" || st.Failovers != 1 {
 		t.Fatalf("after reload: tx port %q failovers %d, want sp1 and 1", st.TxPort, st.Failovers)

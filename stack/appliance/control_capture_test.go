@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
 
@@ -89,10 +90,10 @@ func readPcap(t *testing.T, path string) [][]byte {
 func TestCaptureBothDirections(t *testing.T) {
 	r := failoverRig(t)
 	tr := r.startTransfer()
-	tr.progress(t, 16<<10)
+	tr.WaitMore(t, 16<<10, 30*time.Second)
 	const n = 50
 	path := captureToFile(t, r, appliance.ControlRequest{Lagg: "lagg0", Count: n})
-	tr.finish(t)
+	tr.Wait(t, time.Minute)
 	frames := readPcap(t, path)
 	if len(frames) != n {
 		t.Fatalf("got %d frames, want %d", len(frames), n)
@@ -138,8 +139,8 @@ func TestCaptureOnePortAndStop(t *testing.T) {
 		}
 	}
 	stream.Close() // Ctrl-C
-	noGoroutines(t, "(*ControlServer).capture")
-	tr.finish(t)
+	testkit.NoGoroutines(t, 2*time.Second, "(*ControlServer).capture")
+	tr.Wait(t, time.Minute)
 
 	for _, c := range []struct {
 		req  appliance.ControlRequest

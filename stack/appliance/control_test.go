@@ -13,6 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
 
@@ -57,7 +58,7 @@ func TestControlManPageFailover(t *testing.T) {
 		"\tinet 192.168.1.1/24 broadcast 192.168.1.255 flags 0x0",
 	})
 	tr := r.startTransfer()
-	tr.progress(t, 64<<10)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
 	checkLines(t, withoutDrops(r.status("lagg0", true)), []string{
 		"lagg0: flags=0x8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> mtu 1500",
 		"\tlaggproto failover",
@@ -79,7 +80,7 @@ func TestControlManPageFailover(t *testing.T) {
 		"\toutput: *",
 		"\tinet 192.168.1.1/24 broadcast 192.168.1.255 flags 0x0",
 	})
-	tr.finish(t)
+	tr.Wait(t, time.Minute)
 }
 
 // TestControlManPageLACP runs lagg(4)'s lacp example against an LACP peer.
@@ -96,7 +97,7 @@ func TestControlManPageLACP(t *testing.T) {
 	if got := r.a.Config().Lagg("lagg0"); got == nil || !reflect.DeepEqual(*got, want) {
 		t.Fatalf("running config:\ngot  %+v\nwant %+v", got, want)
 	}
-	waitUntil(t, 30*time.Second, "both ports distributing, on both sides", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "both ports distributing, on both sides", func() bool {
 		st := r.a.Lagg("lagg0").Status()
 		if !st.Up || len(st.Ports) != 2 {
 			return false
@@ -155,15 +156,15 @@ func TestControlManPageLACP(t *testing.T) {
 		"\tinet 192.168.1.1/24 broadcast 192.168.1.255 flags 0x0",
 	})
 	tr := r.startTransfer()
-	tr.progress(t, 64<<10)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
 	// lagglacp on the same line as a change of protocol, then alone.
 	r.mustIfconfig("lagg0 lagglacp maxports 1")
-	waitUntil(t, 10*time.Second, "one port standing by", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "one port standing by", func() bool {
 		st := r.a.Lagg("lagg0").Status()
 		return st.Up && (st.Ports[0].Flags&0x20 != 0) != (st.Ports[1].Flags&0x20 != 0)
 	})
-	tr.progress(t, 64<<10)
-	tr.finish(t)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
+	tr.Wait(t, time.Minute)
 	if got := r.a.Config().Lagg("lagg0").LACP.MaxPorts; got != 1 {
 		t.Errorf("max ports: got %d, want 1", got)
 	}
@@ -251,8 +252,8 @@ func TestControlErrors(t *testing.T) {
 			}
 		})
 	}
-	tr.progress(t, 64<<10)
-	tr.finish(t)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
+	tr.Wait(t, time.Minute)
 	// The port a refused line tried is free and works afterwards.
 	r.mustIfconfig("lagg0 laggport wm2 pri 3000")
 	if got := r.a.Lagg("lagg0").Ports(); !reflect.DeepEqual(got, []string{"wm0", "wm1", "wm2"}) {
@@ -265,7 +266,7 @@ func TestControlErrors(t *testing.T) {
 func TestControlPortChangesDuringTransfer(t *testing.T) {
 	r := failoverRig(t)
 	tr := r.startTransfer()
-	tr.progress(t, 64<<10)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
 	steps := []struct {
 		line string
 		tx   string // the failover transmit port afterwards
@@ -283,9 +284,9 @@ func TestControlPortChangesDuringTransfer(t *testing.T) {
 		if got := r.a.Lagg("lagg0").Status().TxPort; got != s.tx {
 			t.Errorf("after %q: transmit port %q, want %q", s.line, got, s.tx)
 		}
-		tr.progress(t, 64<<10)
+		tr.WaitMore(t, 64<<10, 30*time.Second)
 	}
-	tr.finish(t)
+	tr.Wait(t, time.Minute)
 	want := []config.Port{wirePort("wm1", 20), wirePort("wm0", 1)}
 	if got := r.a.Config().Lagg("lagg0").Ports; !reflect.DeepEqual(got, want) {
 		t.Errorf("ports: got %+v, want %+v", got, want)
@@ -302,9 +303,9 @@ func TestControlProtoSwitch(t *testing.T) {
 		if !strings.Contains(r.status("lagg0", false), "\tlaggproto "+proto+"\n") {
 			t.Errorf("status after laggproto %s:\n%s", proto, r.status("lagg0", false))
 		}
-		tr.progress(t, 64<<10)
+		tr.WaitMore(t, 64<<10, 30*time.Second)
 	}
-	tr.finish(t)
+	tr.Wait(t, time.Minute)
 	if got := r.a.Lagg("lagg0").Ports(); len(got) != 2 {
 		t.Errorf("ports after the switches: got %v, want both kept", got)
 	}
@@ -354,8 +355,8 @@ func TestControlAdminDown(t *testing.T) {
 		t.Errorf("NIC still disabled after up")
 	}
 	tr := r.startTransfer()
-	tr.progress(t, 16<<10)
-	tr.finish(t)
+	tr.WaitMore(t, 16<<10, 30*time.Second)
+	tr.Wait(t, time.Minute)
 }
 
 // TestControlCreateDestroy checks create with options, -a, -l, --json and
@@ -457,8 +458,8 @@ func TestControlSaveReload(t *testing.T) {
 	if got := r.a.Config(); !reflect.DeepEqual(got, before) {
 		t.Errorf("a refused reload changed the running config")
 	}
-	tr.progress(t, 64<<10)
-	tr.finish(t)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
+	tr.Wait(t, time.Minute)
 }
 
 // TestControlReloadDiff edits a port's priority in the file under a TCP
@@ -466,7 +467,7 @@ func TestControlSaveReload(t *testing.T) {
 func TestControlReloadDiff(t *testing.T) {
 	r := failoverRig(t)
 	tr := r.startTransfer()
-	tr.progress(t, 64<<10)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
 	st0 := r.a.Lagg("lagg0").Status()
 	tx0 := st0.Port("wm0").Counters.TxFrames
 	cfg, err := config.Load(r.file)
@@ -485,7 +486,7 @@ func TestControlReloadDiff(t *testing.T) {
 	if err := r.a.ReloadFile(r.file); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	tr.progress(t, 64<<10)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
 	st := r.a.Lagg("lagg0").Status()
 	if got := st.Port("wm1").Priority; got != 3000 {
 		t.Errorf("wm1 priority: got %d, want 3000", got)
@@ -497,7 +498,7 @@ func TestControlReloadDiff(t *testing.T) {
 	if st.TxPort != "wm0" || st.Failovers != 0 {
 		t.Errorf("transmit port %s after %d failovers, want wm0 and none", st.TxPort, st.Failovers)
 	}
-	tr.finish(t)
+	tr.Wait(t, time.Minute)
 }
 
 func TestControlUnknownCommand(t *testing.T) {

@@ -1,27 +1,21 @@
 package appliance_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
@@ -63,6 +57,10 @@ const (
 // to toml if it has none.
 func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 	t.Helper()
+	// Registered first, so they check after every other cleanup: the rig's
+	// own (control server, appliance, peer) and the test's.
+	testkit.CheckGoroutines(t)
+	testkit.CheckFDs(t)
 	ctlSeq++
 	dir := t.TempDir()
 	r := &ctlRig{
@@ -137,7 +135,6 @@ func newCtlRig(t *testing.T, toml, peerProto string, ports ...string) *ctlRig {
 		r.peer.Close()
 		r.peer.Wait()
 		pl.Close()
-		noGoroutines(t, "appliance.(*ControlServer)", "appliance.ListenMetrics")
 	})
 	return r
 }
@@ -208,21 +205,10 @@ func (r *ctlRig) status(name string, verbose bool) string {
 // waitRunning waits until lagg name's link is up.
 func (r *ctlRig) waitRunning(name string, timeout time.Duration) {
 	r.t.Helper()
-	waitUntil(r.t, timeout, name+" RUNNING", func() bool {
+	testkit.WaitFor(r.t, timeout, name+" RUNNING", func() bool {
 		l := r.a.Lagg(name)
 		return l != nil && l.Status().Up
 	})
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // checkLines compares output with want line by line; "*" in a wanted line
@@ -248,162 +234,25 @@ func checkLines(t *testing.T, got string, want []string) {
 	}
 }
 
-// transfer streams data from the peer to the appliance's tcp-echo service
-// and checks that every byte comes back, in order, with no reset.
-type transfer struct {
-	c      *gonet.TCPConn
-	stop   chan struct{}
-	done   chan struct{}
-	sent   atomic.Int64
-	echoed atomic.Int64
-	mu     sync.Mutex
-	err    error
-}
-
-func (r *ctlRig) startTransfer() *transfer {
+// startTransfer streams data from the peer to the appliance's tcp-echo
+// service, paced (8 KiB a millisecond at most) so that it runs while a
+// test changes the lagg, and checks that every byte comes back, in order,
+// with no reset (testkit.StartEcho). WaitMore waits for progress; Wait
+// stops it and checks the end.
+func (r *ctlRig) startTransfer() *testkit.Transfer {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ip := netip.MustParseAddr(ctlAddr)
-	c, err := gonet.DialContextTCP(ctx, r.peer, tcpip.FullAddress{Addr: tcpip.AddrFromSlice(ip.AsSlice()), Port: 7}, ipv4.ProtocolNumber)
+	to := netip.AddrPortFrom(netip.MustParseAddr(ctlAddr), 7)
+	c, err := testkit.GonetDialer(r.peer, to)(ctx)
 	if err != nil {
-		r.t.Fatalf("dial %s:7 from the peer: %v", ctlAddr, err)
+		r.t.Fatalf("dial %v from the peer: %v", to, err)
 	}
-	tr := &transfer{c: c, stop: make(chan struct{}), done: make(chan struct{})}
-	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // writer: a counting pattern, paced
-		defer wg.Done()
-		buf := make([]byte, 8192)
-		for {
-			select {
-			case <-tr.stop:
-				_ = c.CloseWrite()
-				return
-			default:
-			}
-			off := tr.sent.Load()
-			for j := range buf {
-				buf[j] = byte(off + int64(j))
-			}
-			n, err := c.Write(buf)
-			tr.sent.Add(int64(n))
-			if err != nil {
-				tr.fail(fmt.Errorf("write after %d bytes: %w", tr.sent.Load(), err))
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	go func() { // reader: checks the pattern
-		defer wg.Done()
-		buf := make([]byte, 32768)
-		for {
-			n, err := c.Read(buf)
-			off := tr.echoed.Load()
-			for j := 0; j < n; j++ {
-				if want := byte(off + int64(j)); buf[j] != want {
-					tr.fail(fmt.Errorf("byte %d: got %d, want %d", off+int64(j), buf[j], want))
-					return
-				}
-			}
-			tr.echoed.Add(int64(n))
-			if err == io.EOF {
-				return
-			}
-			if err != nil {
-				tr.fail(fmt.Errorf("read after %d bytes: %w", tr.echoed.Load(), err))
-				return
-			}
-		}
-	}()
-	go func() {
-		wg.Wait()
-		c.Close()
-		close(tr.done)
-	}()
-	r.t.Cleanup(func() {
-		tr.stopWriting()
-		c.Close()
-		<-tr.done
+	return testkit.StartEcho(r.t, c, testkit.TransferOptions{
+		Name:  "stream through " + ctlAddr + ":7",
+		Seed:  uint64(ctlSeq),
+		Size:  -1,
+		Chunk: 8 << 10,
+		Pace:  time.Millisecond,
 	})
-	return tr
-}
-
-func (tr *transfer) fail(err error) {
-	tr.mu.Lock()
-	if tr.err == nil {
-		tr.err = err
-	}
-	tr.mu.Unlock()
-	tr.c.Close() // unblock the other goroutine
-}
-
-func (tr *transfer) error() error {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.err
-}
-
-func (tr *transfer) stopWriting() {
-	select {
-	case <-tr.stop:
-	default:
-		close(tr.stop)
-	}
-}
-
-// progress waits until more bytes have come back, so that a change is
-// made while data flows and its effect on the flow is seen.
-func (tr *transfer) progress(t *testing.T, more int64) {
-	t.Helper()
-	start := tr.echoed.Load()
-	waitUntil(t, 30*time.Second, fmt.Sprintf("%d more echoed bytes", more), func() bool {
-		if err := tr.error(); err != nil {
-			t.Fatalf("transfer failed: %v", err)
-		}
-		return tr.echoed.Load() >= start+more
-	})
-}
-
-// finish stops the writer, waits for the echo of everything sent and
-// fails the test on any error.
-func (tr *transfer) finish(t *testing.T) {
-	t.Helper()
-	tr.stopWriting()
-	select {
-	case <-tr.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("transfer did not finish")
-	}
-	if err := tr.error(); err != nil {
-		t.Fatalf("transfer: %v", err)
-	}
-	if sent, echoed := tr.sent.Load(), tr.echoed.Load(); echoed != sent || sent == 0 {
-		t.Fatalf("transfer: %d bytes echoed, want all %d sent", echoed, sent)
-	}
-}
-
-// noGoroutines fails if, within a second, goroutines still run code whose
-// stack mentions any of names.
-func noGoroutines(t *testing.T, names ...string) {
-	t.Helper()
-	var left string
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		left = ""
-		for _, g := range bytes.Split(buf, []byte("\n\n")) {
-			for _, n := range names {
-				if bytes.Contains(g, []byte(n)) {
-					left = string(g)
-				}
-			}
-		}
-		if left == "" {
-			return
-		}
-	}
-	t.Errorf("goroutine left running:\n%s", left)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
 
@@ -99,7 +100,7 @@ func TestMetricsFailover(t *testing.T) {
 	}
 	defer m.Close()
 	tr := r.startTransfer()
-	tr.progress(t, 64<<10)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
 
 	f := scrape(t, m)
 	for _, c := range []struct {
@@ -149,7 +150,7 @@ func TestMetricsFailover(t *testing.T) {
 
 	// Pull wm0's cable: a failover to wm1, counted and timed.
 	r.wires["wm0"].SetLinkUp(false)
-	tr.progress(t, 64<<10)
+	tr.WaitMore(t, 64<<10, 30*time.Second)
 	f = scrape(t, m)
 	if got := value(t, f, "ulagg_lagg_failovers_total", "lagg=lagg0"); got != 1 {
 		t.Errorf("failovers: got %v, want 1", got)
@@ -166,7 +167,7 @@ func TestMetricsFailover(t *testing.T) {
 	if got := value(t, f, "ulagg_lagg_last_failover_seconds", "lagg=lagg0"); got <= 0 || got > 5 {
 		t.Errorf("last failover: got %vs, want a small positive duration", got)
 	}
-	tr.finish(t)
+	tr.Wait(t, time.Minute)
 
 	if err := m.Close(); err != nil {
 		t.Errorf("Close: %v", err)
@@ -194,7 +195,7 @@ kind = "wire"
 		t.Fatal(err)
 	}
 	defer m.Close()
-	waitUntil(t, 30*time.Second, "both ports distributing", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "both ports distributing", func() bool {
 		st := r.a.Lagg("lagg0").Status()
 		return st.LACP != nil && st.LACP.Distributing == 2
 	})
