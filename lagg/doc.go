@@ -43,6 +43,7 @@
 //   - Stopping a port waits for its receive goroutines, which may be
 //     blocked on the stack: releasePort runs without mu.
 //   - The control goroutine (routineControl) serialises slow-protocol
-//     frames, protocol timers, announcements and event delivery; the
-//     announcer and the event handler run there with no lock held.
+//     frames, protocol timers and announcements; the announcer runs there
+//     with no lock held. The event handler runs on a goroutine of its own
+//     (routineEvents), also with no lock held.
 package lagg

@@ -57,13 +57,19 @@ type Event struct {
 	Detail   string
 }
 
-// eventQueueLen bounds events waiting for the handler; beyond it they are
-// counted as lost rather than block the control path.
+// eventQueueLen bounds events waiting for the handler.
 const eventQueueLen = 256
 
-// SetEventHandler registers fn to receive the lagg's events, in order, on
-// the lagg's control goroutine and never with a lock held; fn must return
-// quickly and may call the lagg's methods. nil stops delivery.
+// EventsLost counts events dropped because the handler's queue was full.
+func (l *Lagg) EventsLost() uint64 { return l.eventsLost.Load() }
+
+// SetEventHandler registers fn to receive the lagg's events, in order, on a
+// goroutine of the lagg's that does nothing else, never with a lock held; fn
+// may call the lagg's methods. While fn runs, further events wait in a
+// bounded queue; beyond it they are lost (and counted, EventsLost), so a
+// slow handler never holds up traffic or the protocols.
+//
+// Close waits for a running fn to return.
 func (l *Lagg) SetEventHandler(fn func(Event)) {
 	if fn == nil {
 		l.handler.Store(nil)

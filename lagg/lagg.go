@@ -66,7 +66,7 @@ type Lagg struct {
 	kick       chan struct{} // announce
 	timerC     chan struct{} // the protocol's deadline passed
 	stopCh     chan struct{}
-	wg         sync.WaitGroup // the control goroutine and port releases
+	wg         sync.WaitGroup // the control and event goroutines, port releases
 	// detaching counts Attach(nil)'s detach goroutines, which releasePort
 	// waits for (it may run inside wg itself, so it cannot wait for wg).
 	detaching sync.WaitGroup
@@ -148,8 +148,9 @@ func New(o Options) (*Lagg, error) {
 	if err := l.applyLocked(o.Config); err != nil {
 		return nil, err
 	}
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.routineControl()
+	go l.routineEvents()
 	return l, nil
 }
 
@@ -176,7 +177,7 @@ func (l *Lagg) requestAnnounce() {
 }
 
 // routineControl serialises what arrives asynchronously: slow-protocol
-// frames, protocol timers, announcements and events.
+// frames, protocol timers and announcements.
 func (l *Lagg) routineControl() {
 	defer l.wg.Done()
 	age := time.NewTicker(flowAgeInterval)
@@ -211,6 +212,18 @@ func (l *Lagg) routineControl() {
 			if fn := l.announcer.Load(); fn != nil {
 				(*fn)()
 			}
+		}
+	}
+}
+
+// routineEvents delivers events to the handler, in order, on a goroutine of
+// its own so that a slow handler delays nothing but other events.
+func (l *Lagg) routineEvents() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.stopCh:
+			return
 		case ev := <-l.evQ:
 			if fn := l.handler.Load(); fn != nil {
 				(*fn)(ev)
