@@ -9,6 +9,7 @@ import (
 
 	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
+	"github.com/ulagg/ulagg/stack/appliance"
 	"gvisor.dev/gvisor/pkg/tcpip"
 )
 
@@ -68,6 +69,13 @@ func TestPortMetadataReachesLagg(t *testing.T) {
 	testkit.WaitFor(t, 30*time.Second, "kernel drops in the port status", func() bool {
 		return kernelDrops() > before
 	})
+	for _, lj := range appliance.StatusJSON(ap.a.Status()) {
+		for _, pj := range lj.Ports {
+			if pj.Name == tp.ports[0] && pj.KernelDrops == 0 {
+				t.Errorf("status JSON of %s: kernel_drops 0 after the flood", pj.Name)
+			}
+		}
+	}
 	t.Logf("measure: %d frames flooded into a port held at 1 ms/frame: %d kernel drops seen in status",
 		flood, kernelDrops()-before)
 }

@@ -172,6 +172,9 @@ func formatPortVerbose(b *strings.Builder, p lagg.PortStatus) {
 	}
 	fmt.Fprintf(b, "\t\t\tlink %s, %s, mtu %d, address %s\n", link, speed, p.MTU, p.MAC)
 	formatCounters(b, "\t\t\t", p.Counters)
+	if p.KernelDrops > 0 {
+		fmt.Fprintf(b, "\t\t\tkernel drops: %d (socket buffer full)\n", p.KernelDrops)
+	}
 }
 
 // formatCounters prints ifconfig -v's input and output lines, then drops

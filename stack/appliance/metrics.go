@@ -74,6 +74,8 @@ var (
 	dPortTxFrames = desc("port_transmit_frames_total", "Frames sent on the port.", lp...)
 	dPortTxBytes  = desc("port_transmit_bytes_total", "Bytes sent on the port.", lp...)
 	dPortDrops    = desc("port_drops_total", "Frames dropped on the port, by reason.", "lagg", "port", "reason")
+	// Kernel drops are not ulagg's drop reasons: the frames never reached it.
+	dPortKernelDrops = desc("port_kernel_drops_total", "Frames the kernel dropped before the port read them (socket buffer full).", lp...)
 
 	dLACPDist      = desc("lacp_distributing_ports", "Ports distributing in the active aggregator.", lg...)
 	dLACPFallback  = desc("lacp_fallback", "1 if a port carries traffic as the no-partner fallback.", lg...)
@@ -92,7 +94,7 @@ var allDescs = []*prometheus.Desc{
 	dLaggInfo, dLaggAdminUp, dLaggLinkUp, dLaggMTU, dLaggPorts, dLaggRxFrames, dLaggRxBytes,
 	dLaggTxFrames, dLaggTxBytes, dLaggDrops, dLaggTxPort, dLaggFailovers, dLaggLastFO,
 	dPortLinkUp, dPortActive, dPortPrio, dPortMTU, dPortSpeed, dPortFlags, dPortFlag,
-	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops,
+	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortKernelDrops,
 	dLACPDist, dLACPFallback, dLACPUnknown, dLACPMux, dLACPRx, dLACPSelected, dLACPState,
 	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn,
 }
@@ -150,6 +152,7 @@ func (collector) port(m metricSink, n string, p lagg.PortStatus) {
 		m.gauge(dPortFlag, b2f(p.Flags&(1<<i) != 0), n, p.Name, f)
 	}
 	m.counters(p.Counters, []*prometheus.Desc{dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops}, n, p.Name)
+	m.counter(dPortKernelDrops, float64(p.KernelDrops), n, p.Name)
 	l := p.LACP
 	if l == nil {
 		return

@@ -25,15 +25,18 @@ type LaggJSON struct {
 
 // PortJSON is one port's status.
 type PortJSON struct {
-	Name      string               `json:"name"`
-	Priority  uint16               `json:"priority"`
-	Flags     string               `json:"flags"`
-	Link      string               `json:"link"`
-	MTU       uint32               `json:"mtu"`
-	MAC       string               `json:"mac"`
-	SpeedMbps uint64               `json:"speed_mbps"`
-	Counters  lagg.Counters        `json:"counters"`
-	LACP      *lagg.LACPPortStatus `json:"lacp,omitempty"`
+	Name      string        `json:"name"`
+	Priority  uint16        `json:"priority"`
+	Flags     string        `json:"flags"`
+	Link      string        `json:"link"`
+	MTU       uint32        `json:"mtu"`
+	MAC       string        `json:"mac"`
+	SpeedMbps uint64        `json:"speed_mbps"`
+	Counters  lagg.Counters `json:"counters"`
+	// KernelDrops counts frames the kernel dropped before the port read
+	// them (PACKET_STATISTICS), for ports that know.
+	KernelDrops uint64               `json:"kernel_drops"`
+	LACP        *lagg.LACPPortStatus `json:"lacp,omitempty"`
 }
 
 // StatusJSON converts statuses to their JSON form.
@@ -60,7 +63,7 @@ func StatusJSON(sts []LaggStatus) []LaggJSON {
 			}
 			j.Ports = append(j.Ports, PortJSON{
 				Name: p.Name, Priority: p.Priority, Flags: p.Flags.String(), Link: link,
-				MTU: p.MTU, MAC: p.MAC.String(), SpeedMbps: p.SpeedMbps, Counters: p.Counters, LACP: p.LACP,
+				MTU: p.MTU, MAC: p.MAC.String(), SpeedMbps: p.SpeedMbps, Counters: p.Counters, KernelDrops: p.KernelDrops, LACP: p.LACP,
 			})
 		}
 		out = append(out, j)
