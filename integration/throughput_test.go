@@ -431,7 +431,7 @@ func newPlainAFPacket(t *testing.T, ns, dev string, gso bool) *plainAFPacket {
 		opts.GSOMaxSize = 1 << 16
 	}
 	// fdbased.New leaks the eventfds of its dispatchers at this gVisor
-	// version (see linkep/fdleaks.go); close them when done.
+	// version (ulagg no longer uses fdbased; this baseline does); close them when done.
 	before := eventFDs()
 	ep, err := fdbased.New(opts)
 	for _, fd := range eventFDs() {
