@@ -11,6 +11,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/ulagg/ulagg/internal/ratelog"
 )
 
 // Limits and defaults, as NetBSD has them.
@@ -123,6 +125,10 @@ func New(o Options) (*Lagg, error) {
 	}
 	if clock == nil {
 		clock = realClock{}
+	}
+	if _, limited := log.Handler().(*ratelog.Handler); !limited {
+		// Link flaps and LACP partners can trigger the lagg's lines: bound them.
+		log = slog.New(ratelog.New(log.Handler(), ratelog.Options{}))
 	}
 	l := &Lagg{
 		name:      o.Name,

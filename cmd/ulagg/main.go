@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/ratelog"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
 
@@ -102,7 +103,9 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("%w: log level %q: want debug, info, warn or error", errUsage, level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	// Every line a peer or an outside tool can trigger is bounded: at most a
+	// few per cause and 10 s, then one "similar lines suppressed" summary.
+	return slog.New(ratelog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}), ratelog.Options{})), nil
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {

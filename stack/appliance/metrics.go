@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ulagg/ulagg/lagg"
+	ustack "github.com/ulagg/ulagg/stack"
 )
 
 // Enumerations exported as one series per value (1 for the current one).
@@ -88,6 +89,9 @@ var (
 	dLACPPDUs      = desc("lacp_port_pdus_total", "LACP and Marker PDUs, by type and direction.", "lagg", "port", "type", "direction")
 	dLACPPDUErrors = desc("lacp_port_pdu_errors_total", "Slow-protocol frames not processed, by reason.", "lagg", "port", "reason")
 	dLACPChurn     = desc("lacp_port_churn_total", "Entries into the CHURN state, by side.", "lagg", "port", "side")
+
+	// The gVisor stack's own drops (ustack.Drops), one series per reason.
+	dStackDrops = desc("stack_drops_total", "Packets the IP stack refused, by reason (see ulagg ifconfig -v).", "reason")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -96,7 +100,7 @@ var allDescs = []*prometheus.Desc{
 	dPortLinkUp, dPortActive, dPortPrio, dPortMTU, dPortSpeed, dPortFlags, dPortFlag,
 	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortKernelDrops,
 	dLACPDist, dLACPFallback, dLACPUnknown, dLACPMux, dLACPRx, dLACPSelected, dLACPState,
-	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn,
+	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn, dStackDrops,
 }
 
 // collector reads the appliance's status at scrape time; it keeps nothing
@@ -117,6 +121,9 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m := metricSink{ch}
+	for _, d := range ustack.Drops(c.a.Stack()) {
+		m.counter(dStackDrops, float64(d.Value), d.Name)
+	}
 	for _, st := range c.a.Status() {
 		n := st.Name
 		m.gauge(dLaggInfo, 1, n, string(st.Proto), st.MAC.String())
