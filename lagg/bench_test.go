@@ -67,3 +67,19 @@ func BenchmarkRxAccept(b *testing.B) {
 		b.Fatal("nothing delivered")
 	}
 }
+
+// BenchmarkTxFailover is WritePackets of one frame through a failover lagg
+// over 4 ports (lacp transmits through loadbalance's hashing transmitter,
+// measured by BenchmarkTxWrite).
+func BenchmarkTxFailover(b *testing.B) {
+	l, _ := newSinkLagg(b, "failover", 4)
+	_, lists := outbound(b, hotFlows(false, 64))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := l.WritePackets(lists[i&63]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
