@@ -125,7 +125,8 @@ func (l *Lagg) Apply(c Config) error {
 }
 
 // Update applies the lagg's current settings as changed by edit, in one
-// step: Update(func(c *Config) { c.MTU = 9000 }).
+// step: Update(func(c *Config) { c.MTU = 9000 }). edit runs with the lagg's
+// lock held and must not call the lagg.
 func (l *Lagg) Update(edit func(c *Config)) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
