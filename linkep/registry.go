@@ -18,6 +18,10 @@ type OpenOptions struct {
 	// DisableGSO keeps the port from offering host GSO, for peers that
 	// cannot take 64 KB frames.
 	DisableGSO bool
+	// RuntimeDir is where host ports keep their state files (what to put
+	// back on an interface after a crash); "" is the kind's default
+	// (/run/ulagg for afpacket and tap).
+	RuntimeDir string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
