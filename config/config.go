@@ -1,13 +1,16 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -15,6 +18,10 @@ import (
 
 // DefaultSocket is the control socket path used when [control] socket is absent.
 const DefaultSocket = "/run/ulagg/ulagg.sock"
+
+// DefaultRuntimeDir is the runtime directory used when [control]
+// runtime_dir is absent (Control.RuntimeDir is "").
+const DefaultRuntimeDir = "/run/ulagg"
 
 // DefaultPriority is the port priority used when priority is absent
 // (NetBSD LAGG_PORT_PRIO).
@@ -41,13 +48,44 @@ const (
 type Config struct {
 	Control  Control
 	Metrics  Metrics
+	Limits   Limits
 	Laggs    []Lagg
 	Services []Service
 }
 
+// Limits bounds what the process may use.
+type Limits struct {
+	// MemoryMB is the Go runtime's soft memory limit in MiB
+	// (debug.SetMemoryLimit), set at start; 0 = DefaultMemoryMB. The
+	// GOMEMLIMIT environment variable, when set, takes precedence.
+	MemoryMB int
+}
+
+// Memory limit default and bounds, in MiB.
+const (
+	DefaultMemoryMB = 128
+	MinMemoryMB     = 32
+	MaxMemoryMB     = 1 << 20
+)
+
+// MemoryLimit returns the memory limit in bytes, the default if unset.
+func (l Limits) MemoryLimit() int64 { return int64(cmp.Or(l.MemoryMB, DefaultMemoryMB)) << 20 }
+
 // Control configures the control socket used by the CLI.
 type Control struct {
 	Socket string
+	// RuntimeDir holds the state files recording what ulagg changed on
+	// host interfaces, so that a start after a crash puts it back; ""
+	// means DefaultRuntimeDir.
+	RuntimeDir string
+}
+
+// RuntimeDirOrDefault returns RuntimeDir, or DefaultRuntimeDir if unset.
+func (c Control) RuntimeDirOrDefault() string {
+	if c.RuntimeDir == "" {
+		return DefaultRuntimeDir
+	}
+	return c.RuntimeDir
 }
 
 // Metrics configures the Prometheus listener; an empty Listen turns it off.
@@ -100,6 +138,7 @@ type LACP struct {
 	Key            uint16 // 0 = derive automatically
 	MinPorts       int
 	Fallback       bool
+	Select         string // aggregator selection: "stable" ("" too), "bandwidth" or "count"
 }
 
 // Port is one member interface of a lagg.
@@ -108,13 +147,74 @@ type Port struct {
 	Kind      string // a registered port kind (linkep.Kinds): "afpacket" or "tap"
 	Priority  uint16 // lower is preferred
 	SpeedMbps uint64 // 0 = ask the interface
+	// DisableGSO (gso = false; ifconfig laggport IF -tso) keeps the port
+	// from offering host GSO (AF_PACKET's 64 KB segments), for peers that
+	// cannot take frames larger than the MTU: Open vSwitch's userspace
+	// datapath, DPDK's af_packet. Changing it reopens the port.
+	DisableGSO bool
 }
 
-// Service is a built-in responder on the lagg addresses.
+// SameOpening reports whether p and q open their interface alike (kind,
+// speed, GSO): a port whose opening changes is reopened.
+func (p Port) SameOpening(q Port) bool {
+	return p.Kind == q.Kind && p.SpeedMbps == q.SpeedMbps && p.DisableGSO == q.DisableGSO
+}
+
+// Service is a built-in responder on the lagg addresses. The limits are
+// 0 for the kind's default (see Budget); each applies to some kinds only.
 type Service struct {
 	Kind string // "tcp-echo", "udp-echo", "tcp-discard" or "http-status"
 	Port uint16
 	Lagg string // "" = every lagg
+	// MaxConns bounds the connections open at once (TCP kinds).
+	MaxConns int
+	// MaxConnsPerSource bounds them per client address (an IPv6 client
+	// counts by its /64) (TCP kinds).
+	MaxConnsPerSource int
+	// IdleTimeout closes a connection that has sent nothing, or taken
+	// nothing of what it is sent, for this long (TCP kinds).
+	IdleTimeout time.Duration
+	// RatePerSource bounds the replies per second to one client address
+	// (an IPv6 client by its /64), with a burst of as many (udp-echo).
+	RatePerSource int
+	// Details makes http-status serve every lagg's full status as JSON
+	// instead of a one-line health answer (http-status).
+	Details bool
+}
+
+// ServiceBudget is what a service may use, every limit resolved.
+type ServiceBudget struct {
+	MaxConns          int
+	MaxConnsPerSource int
+	IdleTimeout       time.Duration
+	RatePerSource     int
+}
+
+// Service limit defaults and bounds.
+const (
+	DefaultMaxConns          = 256
+	DefaultMaxConnsPerSource = 32
+	DefaultIdleTimeout       = 5 * time.Minute  // tcp-echo, tcp-discard
+	DefaultHTTPIdleTimeout   = 30 * time.Second // http-status
+	DefaultRatePerSource     = 100              // udp-echo replies per second
+	MaxServiceConns          = 65535
+	MaxIdleTimeout           = 24 * time.Hour
+	MaxRatePerSource         = 1000000
+)
+
+// Budget returns s's limits with the kind's default for each one unset.
+func (s Service) Budget() ServiceBudget {
+	b := ServiceBudget{
+		MaxConns:          cmp.Or(s.MaxConns, DefaultMaxConns),
+		MaxConnsPerSource: cmp.Or(s.MaxConnsPerSource, DefaultMaxConnsPerSource),
+		IdleTimeout:       cmp.Or(s.IdleTimeout, DefaultIdleTimeout),
+		RatePerSource:     cmp.Or(s.RatePerSource, DefaultRatePerSource),
+	}
+	if s.Kind == "http-status" && s.IdleTimeout == 0 {
+		b.IdleTimeout = DefaultHTTPIdleTimeout
+	}
+	b.MaxConnsPerSource = min(b.MaxConnsPerSource, b.MaxConns)
+	return b
 }
 
 // Default returns an empty configuration with defaults applied.
@@ -188,13 +288,77 @@ func (l *Lagg) clone() Lagg {
 	return n
 }
 
-// Load reads and parses the file at path; messages name path.
+// MaxFileSize bounds the size of a configuration file.
+const MaxFileSize = 1 << 20
+
+// Load reads and parses the file at path; messages name path. The file
+// must be a regular file of at most MaxFileSize bytes (readFile).
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return Parse(path, data)
+}
+
+// readFile reads path, which must be a regular file of at most MaxFileSize
+// bytes, without ever blocking: a FIFO or device in its place (say, swapped
+// in before a reload) is refused instead of read. It checks the type before
+// opening and again on the opened file, and opens with O_NONBLOCK so that a
+// FIFO swapped in between the two cannot block the open.
+func readFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkConfigFile(path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if err := checkConfigFile(path, fi); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes (1 MiB), the limit for a configuration file", path, MaxFileSize)
+	}
+	return data, nil
+}
+
+func checkConfigFile(path string, fi os.FileInfo) error {
+	switch {
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file (%s): refusing to read it", path, fileKind(fi.Mode()))
+	case fi.Size() > MaxFileSize:
+		return fmt.Errorf("%s is %d bytes, larger than %d bytes (1 MiB), the limit for a configuration file", path, fi.Size(), MaxFileSize)
+	}
+	return nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "mode " + m.String()
 }
 
 // Parse decodes and validates a TOML configuration. name is used in error

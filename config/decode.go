@@ -67,6 +67,10 @@ var (
 	spanSysPrio   = span{lo: 1, hi: math.MaxUint16}
 	spanStride    = span{lo: 1, hi: MaxStride}
 	spanSpeed     = span{lo: 0, hi: math.MaxInt64}
+	spanMemoryMB  = span{lo: MinMemoryMB, hi: MaxMemoryMB, zeroOK: true}
+	spanConns     = span{lo: 1, hi: MaxServiceConns, zeroOK: true}
+	spanIdleS     = span{lo: 1, hi: int64(MaxIdleTimeout / time.Second), zeroOK: true}
+	spanRate      = span{lo: 1, hi: MaxRatePerSource, zeroOK: true}
 )
 
 // lacpMultiSpeedKeys are the accepted spellings of multi_speed: ours, the
@@ -74,15 +78,16 @@ var (
 var lacpMultiSpeedKeys = []string{"multi_speed", "multi-speed", "multi-linkspeed"}
 
 var (
-	topKeys      = []string{"control", "metrics", "lagg", "service"}
-	controlKeys  = []string{"socket"}
+	topKeys      = []string{"control", "metrics", "limits", "lagg", "service"}
+	controlKeys  = []string{"socket", "runtime_dir"}
 	metricsKeys  = []string{"listen"}
+	limitsKeys   = []string{"memory_mb"}
 	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "roundrobin", "port"}
 	failoverKeys = []string{"rx_all"}
 	rrKeys       = []string{"stride"}
-	lacpKeys     = append(slices.Clone(lacpMultiSpeedKeys), "max_ports", "rate", "mode", "system_priority", "key", "min_ports", "fallback")
-	portKeys     = []string{"name", "kind", "priority", "speed_mbps"}
-	serviceKeys  = []string{"kind", "port", "lagg"}
+	lacpKeys     = append(slices.Clone(lacpMultiSpeedKeys), "max_ports", "rate", "mode", "system_priority", "key", "min_ports", "fallback", "select")
+	portKeys     = []string{"name", "kind", "priority", "speed_mbps", "gso"}
+	serviceKeys  = []string{"kind", "port", "lagg", "max_conns", "max_conns_per_source", "idle_timeout_s", "rate_per_source", "details"}
 )
 
 func (d *decoder) config(m map[string]any) *Config {
@@ -91,10 +96,15 @@ func (d *decoder) config(m map[string]any) *Config {
 	if t, ok := d.table(m, "", "control"); ok {
 		d.unknown("control", t, controlKeys)
 		d.str(t, "control", "socket", &c.Control.Socket)
+		d.str(t, "control", "runtime_dir", &c.Control.RuntimeDir)
 	}
 	if t, ok := d.table(m, "", "metrics"); ok {
 		d.unknown("metrics", t, metricsKeys)
 		d.str(t, "metrics", "listen", &c.Metrics.Listen)
+	}
+	if t, ok := d.table(m, "", "limits"); ok {
+		d.unknown("limits", t, limitsKeys)
+		setInt(d, t, "limits", "memory_mb", spanMemoryMB, &c.Limits.MemoryMB)
 	}
 	for i, t := range d.tables(m, "", "lagg") {
 		c.Laggs = append(c.Laggs, d.lagg(indexPath("lagg", i), t))
@@ -182,6 +192,7 @@ func (d *decoder) lacp(p string, t map[string]any, c *LACP) {
 	setInt(d, t, p, "key", spanU16, &c.Key)
 	setInt(d, t, p, "min_ports", spanLACPPorts, &c.MinPorts)
 	d.boolean(t, p, "fallback", &c.Fallback)
+	d.str(t, p, "select", &c.Select)
 }
 
 func (d *decoder) port(p string, t map[string]any) Port {
@@ -192,6 +203,9 @@ func (d *decoder) port(p string, t map[string]any) Port {
 	d.str(t, p, "kind", &pt.Kind)
 	setInt(d, t, p, "priority", spanU16, &pt.Priority)
 	setInt(d, t, p, "speed_mbps", spanSpeed, &pt.SpeedMbps)
+	gso := !pt.DisableGSO
+	d.boolean(t, p, "gso", &gso)
+	pt.DisableGSO = !gso
 	return pt
 }
 
@@ -203,6 +217,14 @@ func (d *decoder) service(p string, t map[string]any) Service {
 	d.str(t, p, "kind", &s.Kind)
 	setInt(d, t, p, "port", spanPort, &s.Port)
 	d.str(t, p, "lagg", &s.Lagg)
+	setInt(d, t, p, "max_conns", spanConns, &s.MaxConns)
+	setInt(d, t, p, "max_conns_per_source", spanConns, &s.MaxConnsPerSource)
+	var idle int64
+	if setInt(d, t, p, "idle_timeout_s", spanIdleS, &idle) {
+		s.IdleTimeout = time.Duration(idle) * time.Second
+	}
+	setInt(d, t, p, "rate_per_source", spanRate, &s.RatePerSource)
+	d.boolean(t, p, "details", &s.Details)
 	return s
 }
 

@@ -8,9 +8,16 @@
 //
 //	[control]
 //	socket = "/run/ulagg/ulagg.sock"  # control socket for the CLI (default shown)
+//	runtime_dir = "/run/ulagg"        # absolute; state files of the host interfaces ulagg
+//	                                  # changed, put back at the next start after a crash
 //
 //	[metrics]
 //	listen = ""                       # host:port for Prometheus; "" (default) = off
+//	                                  # (a warning is logged unless it is a loopback address)
+//
+//	[limits]
+//	memory_mb = 128                   # 32..1048576: the Go runtime's soft memory limit in MiB,
+//	                                  # set at start; absent or 0 = 128. GOMEMLIMIT, if set, wins
 //
 //	[[lagg]]                          # one table per aggregated interface
 //	name = "lagg0"                    # required, unique; [a-z][a-z0-9_.-]{0,14}
@@ -38,18 +45,40 @@
 //	mode = "active"                   # active | passive
 //	system_priority = 32768           # 1..65535
 //	key = 0                           # 0..65535; 0 = derive automatically
-//	fallback = false                  # carry traffic on one port when no LACP partner answers
+//	fallback = false                  # with no LACP partner, carry traffic: collect on every port,
+//	                                  # send where the partner's traffic arrives (not on looped ports)
+//	select = "stable"                 # which aggregator carries traffic when links see different
+//	                                  # partners: stable (keep the active one while it has ports) |
+//	                                  # bandwidth (most speed) | count (most ports)
 //
 //	[[lagg.port]]                     # at most 32 per lagg; a port belongs to one lagg
 //	name = "wm0"                      # required; host interface, 1..15 bytes, no '/', ':' or space
 //	kind = "afpacket"                 # afpacket (default) | tap
 //	priority = 32768                  # 0..65535, lower is preferred (default 32768)
 //	speed_mbps = 0                    # 0 = ask the interface
+//	gso = true                        # offer host GSO (64 KB TCP segments; afpacket); false for
+//	                                  # peers that take no frame above the MTU (Open vSwitch
+//	                                  # userspace, DPDK af_packet); ifconfig: laggport IF -tso
 //
 //	[[service]]                       # built-in responders on the lagg addresses
 //	kind = "tcp-echo"                 # required: tcp-echo | udp-echo | tcp-discard | http-status (TCP)
 //	port = 7                          # required: 1..65535, one service per TCP or UDP port
 //	lagg = ""                         # only on this lagg's addresses; "" = all laggs
+//	max_conns = 256                   # TCP kinds: 1..65535 connections at once; more are reset
+//	max_conns_per_source = 32         # TCP kinds: 1..max_conns per client address (IPv6: per /64)
+//	idle_timeout_s = 300              # TCP kinds: 1..86400 s without progress closes a connection
+//	                                  # (default 300; 30 for http-status)
+//	rate_per_source = 100             # udp-echo: 1..1000000 replies a second per client address
+//	                                  # (IPv6: per /64), bursts of as many; source ports below
+//	                                  # 1024 are never answered
+//	details = false                   # http-status: serve every lagg's full status as JSON
+//	                                  # (MACs, LACP partners) instead of /healthz answers
+//
+// Limits that are absent (or 0) take the defaults shown; a limit given to a
+// kind it does not apply to is an error. The http-status service answers
+// /healthz (200 when every lagg is up, else 503) and /healthz/LAGG (that
+// lagg), each with a one-line body, and 404 for anything else, unless
+// details = true.
 //
 // Arrays of tables may also be written inline, e.g.
 // port = [{ name = "wm0" }, { name = "wm1" }].
@@ -66,6 +95,9 @@
 //
 // # Reload
 //
-// Diff lists per-lagg changes between two configs; ServicesEqual and plain
-// comparison of Control and Metrics cover the rest.
+// Diff lists per-lagg changes between two configs, each with its items (a
+// setting, a port, an address, the admin state); Items adds services,
+// metrics, control and limits, one line each (Item.String); Discarded
+// names the runtime changes a reload would undo. The appliance applies
+// every change (startup, ifconfig, reload) from this one diff.
 package config

@@ -21,7 +21,11 @@ import (
 //	create | destroy                 create (first on the line) or remove the lagg (last)
 //	laggproto none|failover|loadbalance|lacp|roundrobin|broadcast
 //	-laggproto                       same as laggproto none
-//	laggport IF [pri N]              add port IF, priority 0..65535 (default 32768)
+//	laggport IF [pri N] [tso | -tso] add port IF, priority 0..65535 (default 32768);
+//	                                 -tso: the port offers no host GSO (gso = false),
+//	                                 for peers that take no frame above the MTU;
+//	                                 on a port IF already has, tso/-tso alone changes it
+//	                                 (the port is reopened)
 //	-laggport IF                     remove port IF
 //	laggportpri IF N                 change the priority of port IF
 //	laggfailover rx-all|-rx-all ...  failover only: receive on every port or the TX port
@@ -35,7 +39,10 @@ import (
 //	    active | passive             LACP mode
 //	    sysprio N | -sysprio         system priority 1..65535 (-sysprio: 32768)
 //	    key N | -key                 actor key 0..65535 (-key, 0: derived)
-//	    fallback | -fallback         carry traffic on one port while no partner answers
+//	    fallback | -fallback         carry traffic while no partner answers
+//	    select stable|bandwidth|count | -select
+//	                                 aggregator used when links see different partners
+//	                                 (-select: stable)
 //	inet ADDR[/LEN] [netmask M] [prefixlen N] [alias | -alias | delete]
 //	inet6 ADDR[/LEN] [prefixlen N] [alias | -alias | delete]
 //	ADDR ...                         a bare address: inet, or inet6 if it is IPv6
@@ -71,6 +78,7 @@ type ifOp struct {
 	key  string // lagglacp/laggfailover keyword; protocol name; port name
 	n    int    // priority, count, MTU, ...
 	on   bool   // for +/- keywords
+	tso  int    // laggport: 1 tso, -1 -tso, 0 not given
 	addr netip.Addr
 	bits int
 	mode addrMode
@@ -231,13 +239,32 @@ func (p *ifParser) single() (ifOp, error) {
 			return ifOp{}, err
 		}
 		op := ifOp{verb: w, key: s, n: -1}
-		if p.peek() == "pri" {
-			p.next()
-			if op.n, err = p.num("laggport "+s+" pri", "priority", 0, maxU16); err != nil {
-				return ifOp{}, err
+		for {
+			switch m := p.peek(); m {
+			case "pri":
+				p.next()
+				if op.n >= 0 {
+					return ifOp{}, fmt.Errorf("laggport %s: pri given twice", s)
+				}
+				if op.n, err = p.num("laggport "+s+" pri", "priority", 0, maxU16); err != nil {
+					return ifOp{}, err
+				}
+				continue
+			case "tso", "-tso":
+				p.next()
+				if op.tso != 0 {
+					return ifOp{}, fmt.Errorf("laggport %s: tso or -tso given twice", s)
+				}
+				op.tso = 1
+				if m == "-tso" {
+					op.tso = -1
+				}
+				continue
+			case "tso4", "-tso4", "tso6", "-tso6":
+				return ifOp{}, fmt.Errorf("laggport %s %s: a port's GSO is one setting for IPv4 and IPv6: use tso or -tso", s, m)
 			}
+			return op, nil
 		}
-		return op, nil
 	case "-laggport":
 		s, err := p.arg(w, "interface name")
 		if err != nil {
@@ -324,14 +351,14 @@ func (p *ifParser) lacpOption() ([]ifOp, error) {
 		if p.done() {
 			return nil, errors.New("lagglacp: missing option")
 		}
-		return nil, fmt.Errorf("lagglacp: unknown option %q: want multi-speed, maxports N, minports N, fast, slow, active, passive, sysprio N, key N or fallback (or a -negation)", p.peek())
+		return nil, fmt.Errorf("lagglacp: unknown option %q: want multi-speed, maxports N, minports N, fast, slow, active, passive, sysprio N, key N, fallback or select POLICY (or a -negation)", p.peek())
 	}
 	return ops, nil
 }
 
 func isLACPKeyword(s string) bool {
 	switch strings.TrimPrefix(s, "-") {
-	case "multi-speed", "multi-linkspeed", "maxports", "minports", "sysprio", "key", "fallback",
+	case "multi-speed", "multi-linkspeed", "maxports", "minports", "sysprio", "key", "fallback", "select",
 		"dumpdu", "stopdu", "optimistic":
 		return true
 	}
@@ -373,6 +400,20 @@ func (p *ifParser) lacpKeyword() (op ifOp, ok bool, err error) {
 		}
 		op.n, err = p.num("lagglacp "+base, "value", lo, hi)
 		return op, err == nil, err
+	case base == "select":
+		p.next()
+		op.key = base
+		if neg {
+			return op, true, nil // -select: back to the default
+		}
+		v, err := p.arg("lagglacp select", "policy ("+strings.Join(lacpSelects, ", ")+")")
+		if err != nil {
+			return op, false, err
+		}
+		if op.n = slices.Index(lacpSelects, v); op.n < 0 {
+			return op, false, fmt.Errorf("lagglacp select: unknown policy %q: want one of %s", v, strings.Join(lacpSelects, ", "))
+		}
+		return op, true, nil
 	case !neg && (w == "fast" || w == "slow" || w == "active" || w == "passive"):
 		p.next()
 		op.key = w
@@ -525,6 +566,9 @@ func unknownOption(w string) error {
 	if w == "rx-all" || w == "-rx-all" {
 		return fmt.Errorf("unknown option %q: it is a laggfailover option (laggfailover %s)", w, w)
 	}
+	if strings.HasPrefix(strings.TrimPrefix(w, "-"), "tso") {
+		return fmt.Errorf("unknown option %q: GSO is set per port (laggport IF tso or laggport IF -tso)", w)
+	}
 	return fmt.Errorf("unknown option %q", w)
 }
 
@@ -546,10 +590,17 @@ func (op ifOp) words() []string {
 	case "laggproto":
 		return []string{op.verb, op.key}
 	case "laggport":
+		w := []string{op.verb, op.key}
 		if op.n >= 0 {
-			return []string{op.verb, op.key, "pri", strconv.Itoa(op.n)}
+			w = append(w, "pri", strconv.Itoa(op.n))
 		}
-		return []string{op.verb, op.key}
+		switch op.tso {
+		case 1:
+			w = append(w, "tso")
+		case -1:
+			w = append(w, "-tso")
+		}
+		return w
 	case "-laggport":
 		return []string{op.verb, op.key}
 	case "laggportpri":

@@ -72,8 +72,13 @@ func applyOp(next *Config, l *Lagg, op ifOp, orig *Config, kindOf func(string) s
 	case "laggproto":
 		l.Proto = op.key
 	case "laggport":
-		if findPort(l.Ports, op.key) >= 0 {
-			return fmt.Errorf("%s is already a port of %s (change its priority with laggportpri %s N)", op.key, l.Name, op.key)
+		if i := findPort(l.Ports, op.key); i >= 0 {
+			if op.tso != 0 && op.n < 0 {
+				// laggport IF -tso on a port it has: change GSO only.
+				l.Ports[i].DisableGSO = op.tso < 0
+				return nil
+			}
+			return fmt.Errorf("%s is already a port of %s (change its priority with laggportpri %s N, its GSO with laggport %s tso or -tso)", op.key, l.Name, op.key, op.key)
 		}
 		for _, o := range next.Laggs {
 			if o.Name != l.Name && findPort(o.Ports, op.key) >= 0 {
@@ -88,6 +93,7 @@ func applyOp(next *Config, l *Lagg, op ifOp, orig *Config, kindOf func(string) s
 		if op.n >= 0 {
 			p.Priority = uint16(op.n)
 		}
+		p.DisableGSO = op.tso < 0
 		l.Ports = append(l.Ports, p)
 	case "-laggport", "laggportpri":
 		i := findPort(l.Ports, op.key)
@@ -140,6 +146,11 @@ func applyLACP(c *LACP, op ifOp) {
 		c.MultiSpeed = op.on
 	case "fallback":
 		c.Fallback = op.on
+	case "select":
+		c.Select = "" // -select: the default, stable
+		if op.n >= 0 {
+			c.Select = lacpSelects[op.n]
+		}
 	case "maxports":
 		c.MaxPorts = or(def.MaxPorts)
 	case "minports":

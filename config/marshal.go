@@ -20,13 +20,22 @@ func Marshal(c *Config) ([]byte, error) {
 		return nil, err
 	}
 	w := &writer{}
-	if c.Control.Socket != DefaultSocket {
+	if c.Control.Socket != DefaultSocket || c.Control.RuntimeDir != "" {
 		w.table("[control]")
-		w.str("socket", c.Control.Socket)
+		if c.Control.Socket != DefaultSocket {
+			w.str("socket", c.Control.Socket)
+		}
+		if c.Control.RuntimeDir != "" {
+			w.str("runtime_dir", c.Control.RuntimeDir)
+		}
 	}
 	if c.Metrics.Listen != "" {
 		w.table("[metrics]")
 		w.str("listen", c.Metrics.Listen)
+	}
+	if c.Limits.MemoryMB != 0 {
+		w.table("[limits]")
+		w.int("memory_mb", int64(c.Limits.MemoryMB))
 	}
 	for i := range c.Laggs {
 		w.lagg(&c.Laggs[i])
@@ -37,6 +46,21 @@ func Marshal(c *Config) ([]byte, error) {
 		w.int("port", int64(s.Port))
 		if s.Lagg != "" {
 			w.str("lagg", s.Lagg)
+		}
+		if s.MaxConns != 0 {
+			w.int("max_conns", int64(s.MaxConns))
+		}
+		if s.MaxConnsPerSource != 0 {
+			w.int("max_conns_per_source", int64(s.MaxConnsPerSource))
+		}
+		if s.IdleTimeout != 0 {
+			w.int("idle_timeout_s", int64(s.IdleTimeout/time.Second))
+		}
+		if s.RatePerSource != 0 {
+			w.int("rate_per_source", int64(s.RatePerSource))
+		}
+		if s.Details {
+			w.bool("details", true)
 		}
 	}
 	return []byte(w.b.String()), nil
@@ -120,6 +144,9 @@ func (w *writer) lagg(l *Lagg) {
 		if p.SpeedMbps != 0 {
 			fmt.Fprintf(&w.b, "speed_mbps = %d\n", p.SpeedMbps)
 		}
+		if p.DisableGSO {
+			w.bool("gso", false)
+		}
 	}
 }
 
@@ -147,6 +174,9 @@ func (w *writer) lacp(c, def LACP) {
 	}
 	if c.Fallback != def.Fallback {
 		w.bool("fallback", c.Fallback)
+	}
+	if c.Select != def.Select {
+		w.str("select", c.Select)
 	}
 }
 

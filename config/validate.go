@@ -19,6 +19,7 @@ var (
 	hashLayers   = []string{"l2", "l3", "l4"}
 	lacpRates    = []string{"fast", "slow"}
 	lacpModes    = []string{"active", "passive"}
+	lacpSelects  = []string{"stable", "bandwidth", "count"}
 	serviceKinds = []string{"tcp-echo", "udp-echo", "tcp-discard", "http-status"}
 )
 
@@ -68,6 +69,7 @@ func (c *Config) validate() []*Error {
 	v := &checker{}
 	v.control(c.Control)
 	v.metrics(c.Metrics)
+	v.inSpan("limits.memory_mb", int64(c.Limits.MemoryMB), spanMemoryMB)
 	owner := map[string]string{} // port name → lagg that has it
 	for i := range c.Laggs {
 		p := indexPath("lagg", i)
@@ -93,6 +95,14 @@ func (v *checker) control(c Control) {
 		v.errorf(key, "path is %d bytes; a unix socket path takes at most %d", len(c.Socket), maxSocketPath)
 	case !printable(c.Socket):
 		v.errorf(key, "%q has control characters or invalid UTF-8", c.Socket)
+	}
+	const dirKey = "control.runtime_dir"
+	switch {
+	case c.RuntimeDir == "":
+	case !strings.HasPrefix(c.RuntimeDir, "/"):
+		v.errorf(dirKey, "%q is not an absolute path", c.RuntimeDir)
+	case !printable(c.RuntimeDir):
+		v.errorf(dirKey, "%q has control characters or invalid UTF-8", c.RuntimeDir)
 	}
 }
 
@@ -185,6 +195,9 @@ func (v *checker) lacp(p string, c *LACP) {
 	}
 	v.oneOf(keyPath(p, "rate"), c.Rate, lacpRates)
 	v.oneOf(keyPath(p, "mode"), c.Mode, lacpModes)
+	if c.Select != "" { // "": the default, stable
+		v.oneOf(keyPath(p, "select"), c.Select, lacpSelects)
+	}
 	v.inSpan(keyPath(p, "system_priority"), int64(c.SystemPriority), spanSysPrio)
 }
 
@@ -217,6 +230,7 @@ func (v *checker) services(c *Config) {
 		if s.Lagg != "" && c.Lagg(s.Lagg) == nil {
 			v.errorf(keyPath(p, "lagg"), "no lagg is named %q", s.Lagg)
 		}
+		v.serviceLimits(p, s)
 		tr := transport(s.Kind)
 		if tr == "" || s.Port == 0 {
 			continue
@@ -234,6 +248,39 @@ func (v *checker) services(c *Config) {
 			}
 		}
 	}
+}
+
+// serviceLimits checks a service's limits and that each applies to its
+// kind.
+func (v *checker) serviceLimits(p string, s Service) {
+	tcp := transport(s.Kind) == "tcp"
+	only := func(key string, set, applies bool, kinds string) bool {
+		if set && !applies && slices.Contains(serviceKinds, s.Kind) {
+			v.errorf(keyPath(p, key), "applies to %s only, not %s", kinds, s.Kind)
+			return false
+		}
+		return true
+	}
+	if only("max_conns", s.MaxConns != 0, tcp, "TCP services (tcp-echo, tcp-discard, http-status)") {
+		v.inSpan(keyPath(p, "max_conns"), int64(s.MaxConns), spanConns)
+	}
+	if only("max_conns_per_source", s.MaxConnsPerSource != 0, tcp, "TCP services (tcp-echo, tcp-discard, http-status)") {
+		v.inSpan(keyPath(p, "max_conns_per_source"), int64(s.MaxConnsPerSource), spanConns)
+		if s.MaxConns > 0 && s.MaxConnsPerSource > s.MaxConns {
+			v.errorf(keyPath(p, "max_conns_per_source"), "%d is more than max_conns (%d)", s.MaxConnsPerSource, s.MaxConns)
+		}
+	}
+	if only("idle_timeout_s", s.IdleTimeout != 0, tcp, "TCP services (tcp-echo, tcp-discard, http-status)") {
+		if s.IdleTimeout%time.Second != 0 {
+			v.errorf(keyPath(p, "idle_timeout_s"), "%v is not a whole number of seconds", s.IdleTimeout)
+		} else {
+			v.inSpan(keyPath(p, "idle_timeout_s"), int64(s.IdleTimeout/time.Second), spanIdleS)
+		}
+	}
+	if only("rate_per_source", s.RatePerSource != 0, s.Kind == "udp-echo", "udp-echo") {
+		v.inSpan(keyPath(p, "rate_per_source"), int64(s.RatePerSource), spanRate)
+	}
+	only("details", s.Details, s.Kind == "http-status", "http-status")
 }
 
 func validLaggName(s string) bool {

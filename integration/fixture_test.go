@@ -201,7 +201,11 @@ type app struct {
 }
 
 type appOptions struct {
-	netns      string // where the ports are
+	netns string // where the ports are
+	// disableGSO writes gso = false (config.Port.DisableGSO) on every port
+	// of the lagg's configuration; the ports are opened as the appliance
+	// opens them (appliance.PortOpenOptions), so the key is what turns
+	// host GSO off.
 	disableGSO bool
 }
 
@@ -210,13 +214,17 @@ type appOptions struct {
 // link. It is closed when the test ends (Close is idempotent).
 func startAppliance(t testing.TB, lc config.Lagg, o appOptions) *app {
 	t.Helper()
+	if o.disableGSO {
+		lc.Ports = slices.Clone(lc.Ports)
+		for i := range lc.Ports {
+			lc.Ports[i].DisableGSO = true
+		}
+	}
 	cfg := config.Default()
 	cfg.Laggs = []config.Lagg{lc}
 	cfg.Services = []config.Service{{Kind: "tcp-echo", Port: echoPort}, {Kind: "tcp-discard", Port: discardPort}}
 	tl := newTestLog(t)
-	open := func(p config.Port, log *slog.Logger) (linkep.Port, error) {
-		return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{Netns: o.netns, SpeedMbps: p.SpeedMbps, DisableGSO: o.disableGSO, Logger: log})
-	}
+	open := nsOpener(o.netns)
 	a, err := appliance.New(cfg, appliance.Options{Logger: tl.logger, OpenPort: open})
 	if err != nil {
 		t.Fatalf("appliance.New: %v", err)
@@ -225,6 +233,16 @@ func startAppliance(t testing.TB, lc config.Lagg, o appOptions) *app {
 	t.Cleanup(a.Close)
 	testkit.WaitFor(t, 5*time.Second, "lagg0 up", func() bool { return ap.l.Status().Up })
 	return ap
+}
+
+// nsOpener opens ports as the appliance does (appliance.PortOpenOptions:
+// speed, gso), in namespace netns.
+func nsOpener(netns string) appliance.PortOpener {
+	return func(p config.Port, log *slog.Logger) (linkep.Port, error) {
+		o := appliance.PortOpenOptions(p, log)
+		o.Netns = netns
+		return linkep.Open(p.Kind, p.Name, o)
+	}
 }
 
 // testLog collects the appliance's log and shows its end if the test

@@ -11,16 +11,20 @@ type DropReason int
 
 // Drop reasons, counted per port and per lagg.
 const (
-	DropNoPort       DropReason = iota // transmit with no port able to send
-	DropInactivePort                   // received on a port that may not receive now
-	DropTxError                        // the port's WritePackets failed
-	DropNotAttached                    // received while no stack is attached
-	DropControlQueue                   // slow-protocols frame with the control queue full
-	DropControlFrame                   // slow-protocols frame the protocol does not use
+	DropNoPort           DropReason = iota // transmit with no port able to send
+	DropInactivePort                       // received on a port that may not receive now
+	DropTxError                            // the port's WritePackets failed
+	DropNotAttached                        // received while no stack is attached
+	DropControlQueue                       // slow-protocols frame with its port's control queue full (slowq.go)
+	DropControlFrame                       // slow-protocols frame the protocol does not use
+	DropControlMalformed                   // slow-protocols frame that is no valid LACPDU or Marker PDU, or an illegal subtype
+	DropVLAN                               // 802.1Q/802.1ad-tagged frame: no VLAN is configured on the lagg
+	DropChecksum                           // IPv4 header, TCP or UDP checksum wrong (verified in software)
 	numDropReasons
 )
 
-var dropNames = [numDropReasons]string{"no-port", "inactive-port", "tx-error", "not-attached", "control-queue-full", "control-frame"}
+var dropNames = [numDropReasons]string{"no-port", "inactive-port", "tx-error", "not-attached", "control-queue-full", "control-frame",
+	"control-malformed", "vlan", "checksum"}
 
 func (r DropReason) String() string {
 	if r >= 0 && r < numDropReasons {

@@ -64,7 +64,12 @@ func (p *port) write(s *snapshot, pkts stack.PacketBufferList) (int, tcpip.Error
 }
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher: the per-frame
-// receive accept.
+// receive accept. In order: slow-protocol frames go to the control path
+// (validated and queued per port, slowq.go); a port that may not receive
+// now, or a lagg no stack is attached to, drops the frame; what is left is
+// captured; a tagged frame goes to the VLAN input (vlan.go), never to the
+// untagged stack; IPv4 and IPv6 checksums the port did not vouch for are
+// verified (csum.go); then the stack gets the frame.
 func (p *port) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
 	l := p.l
 	if proto == EtherTypeSlowProtocols {
@@ -84,31 +89,27 @@ func (p *port) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stac
 	if cs := l.capture.cur.Load(); cs != nil {
 		cs.deliver(p, In, pkt)
 	}
+	switch proto {
+	case EtherTypeVLAN, EtherTypeQinQ, EtherTypeQinQv1:
+		p.vlanInput(s, proto, pkt)
+		return
+	case header.IPv4ProtocolNumber, header.IPv6ProtocolNumber:
+		if !l.verifyRx(proto, pkt) {
+			p.ctr.drop(DropChecksum, 1)
+			return
+		}
+	}
+	noteRx(s, p) // rxhook.go
 	p.ctr.rx(pkt.Size())
 	d.DeliverNetworkPacket(proto, pkt)
 }
 
 // DeliverLinkPacket implements stack.NetworkDispatcher (packet sockets).
+// Tagged frames stay out of the untagged stack here too.
 func (p *port) DeliverLinkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
 	s := p.l.snap.Load()
-	if s.dist.rx&p.bit() != 0 && s.dispatcher != nil {
+	if s.dist.rx&p.bit() != 0 && s.dispatcher != nil && !isVLANTPID(proto) {
 		s.dispatcher.DeliverLinkPacket(proto, pkt)
-	}
-}
-
-// controlInput queues a slow-protocols frame for the control goroutine.
-func (l *Lagg) controlInput(p *port, pkt *stack.PacketBuffer) {
-	buf := pkt.ToBuffer()
-	frame := buf.Flatten()
-	buf.Release()
-	if cs := l.capture.cur.Load(); cs != nil {
-		cs.deliverBytes(p, In, frame)
-	}
-	select {
-	case l.ctlQ <- controlFrame{port: p, frame: frame}:
-		p.ctr.rx(len(frame))
-	default:
-		p.ctr.drop(DropControlQueue, 1)
 	}
 }
 

@@ -20,9 +20,6 @@ const (
 	MaxPorts        = 32
 	DefaultPriority = 32768
 	DefaultMTU      = 1500
-	// controlQueueLen bounds slow-protocol frames waiting for the control
-	// goroutine (NetBSD: LACP_RCVDU_LIMIT, 3 per port for 16 ports).
-	controlQueueLen = 48
 )
 
 // EtherTypeSlowProtocols carries LACP and Marker PDUs; such frames never
@@ -58,12 +55,13 @@ type Lagg struct {
 	ctr          counters // the lagg's own drops, and what left with released ports
 	capture      captureRegistry
 	lastFailover atomic.Int64 // ns from carrier loss to the first frame on the new port
+	frags        fragTracker  // fragmented TCP and UDP datagrams being verified (csum.go)
 
 	// Hand-offs to the control goroutine (routineControl).
 	announcer  atomic.Pointer[func()]
 	handler    atomic.Pointer[func(Event)]
 	eventsLost atomic.Uint64
-	ctlQ       chan controlFrame
+	slowQ      slowQueues // slow-protocol frames, per port (slowq.go)
 	evQ        chan Event
 	kick       chan struct{} // announce
 	timerC     chan struct{} // the protocol's deadline passed
@@ -106,11 +104,6 @@ type Lagg struct {
 	closed bool
 }
 
-type controlFrame struct {
-	port  *port
-	frame []byte
-}
-
 var _ stack.LinkEndpoint = (*Lagg)(nil)
 var _ stack.GSOEndpoint = (*Lagg)(nil)
 
@@ -135,12 +128,12 @@ func New(o Options) (*Lagg, error) {
 		log:       log.With("lagg", o.Name),
 		clock:     clock,
 		macRandom: randomMAC(),
-		ctlQ:      make(chan controlFrame, controlQueueLen),
 		evQ:       make(chan Event, eventQueueLen),
 		kick:      make(chan struct{}, 1),
 		timerC:    make(chan struct{}, 1),
 		stopCh:    make(chan struct{}),
 	}
+	l.slowQ.kick = make(chan struct{}, 1)
 	l.maxHdr.Store(header.EthernetMinimumSize)
 	l.mtu.Store(DefaultMTU)
 	l.mu.Lock()
@@ -183,7 +176,8 @@ func (l *Lagg) requestAnnounce() {
 }
 
 // routineControl serialises what arrives asynchronously: slow-protocol
-// frames, protocol timers and announcements.
+// frames (served from the ports' queues in turn, slowq.go), protocol timers
+// and announcements.
 func (l *Lagg) routineControl() {
 	defer l.wg.Done()
 	age := time.NewTicker(flowAgeInterval)
@@ -196,16 +190,8 @@ func (l *Lagg) routineControl() {
 			if a, ok := l.snap.Load().dist.tx.(interface{ age() }); ok {
 				a.age()
 			}
-		case cf := <-l.ctlQ:
-			l.mu.Lock()
-			if !cf.port.leaving && !l.closed {
-				c := l.ctxLocked()
-				if !l.proto.input(c, cf.port, cf.frame) {
-					cf.port.ctr.drop(DropControlFrame, 1)
-				}
-				l.finishLocked(c)
-			}
-			l.mu.Unlock()
+		case <-l.slowQ.kick:
+			l.serveSlow()
 		case <-l.timerC:
 			l.mu.Lock()
 			if !l.closed {
@@ -318,13 +304,7 @@ func (l *Lagg) Close() {
 	for _, p := range ports {
 		l.releasePort(p)
 	}
-	for {
-		select {
-		case <-l.ctlQ:
-		default:
-			return
-		}
-	}
+	l.drainSlow()
 }
 
 func randomMAC() tcpip.LinkAddress {

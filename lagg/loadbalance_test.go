@@ -13,6 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -81,13 +82,21 @@ func (f flow) ethernetHeader() []byte {
 	return eth
 }
 
-// frame returns f's first frame as raw bytes, as HashFrame takes it.
+// frame returns f's first frame as raw bytes, as HashFrame takes it, with
+// a correct transport checksum (a lagg verifies it on receive).
 func (f flow) frame() []byte {
 	l4 := f.transportHeader()
 	l3 := f.networkHeader(len(l4) + payloadLen)
+	seg := append(l4, make([]byte, payloadLen)...)
+	src, dst := tcpip.AddrFromSlice(f.src.AsSlice()), tcpip.AddrFromSlice(f.dst.AsSlice())
+	xsum := ^checksum.Checksum(seg, header.PseudoHeaderChecksum(f.proto, src, dst, uint16(len(seg))))
+	if f.proto == header.UDPProtocolNumber {
+		header.UDP(seg).SetChecksum(xsum)
+	} else {
+		header.TCP(seg).SetChecksum(xsum)
+	}
 	b := append(f.ethernetHeader(), l3...)
-	b = append(b, l4...)
-	return append(b, make([]byte, payloadLen)...)
+	return append(b, seg...)
 }
 
 // packet returns f's first frame as an outbound packet after the lagg's

@@ -86,12 +86,15 @@ func (l *Lagg) rebuildLocked() {
 }
 
 // capabilitiesLocked is the AND of the ports' capabilities plus address
-// resolution, and the GSO kind all ports share.
+// resolution and RX checksum offload, and the GSO kind all ports share. RX
+// checksum offload is the lagg's own: it verifies in software every
+// checksum the port did not vouch for (csum.go), so gVisor need not.
 //
 // +checklocks:l.mu
 func (l *Lagg) capabilitiesLocked() (stack.LinkEndpointCapabilities, stack.SupportedGSO, uint32) {
+	const own = stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
 	if len(l.ports) == 0 {
-		return stack.CapabilityResolutionRequired, stack.GSONotSupported, 0
+		return own, stack.GSONotSupported, 0
 	}
 	caps := ^stack.LinkEndpointCapabilities(0)
 	gso, gsoMax := stack.SupportedGSO(-1), uint32(0)
@@ -110,7 +113,7 @@ func (l *Lagg) capabilitiesLocked() (stack.LinkEndpointCapabilities, stack.Suppo
 		}
 	}
 	caps &^= stack.CapabilityLoopback | stack.CapabilitySaveRestore
-	caps |= stack.CapabilityResolutionRequired
+	caps |= own
 	if gso == stack.GSONotSupported {
 		gsoMax = 0
 	}
