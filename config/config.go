@@ -63,7 +63,7 @@ type Limits struct {
 
 // Memory limit default and bounds, in MiB.
 const (
-	DefaultMemoryMB = 128
+	DefaultMemoryMB = 96
 	MinMemoryMB     = 32
 	MaxMemoryMB     = 1 << 20
 )

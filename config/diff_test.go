@@ -133,3 +133,96 @@ func TestServicesEqual(t *testing.T) {
 		})
 	}
 }
+
+// TestItems checks the one-line items of a diff: what each says, in
+// order, and that a lagg created lists what it has beyond the defaults.
+func TestItems(t *testing.T) {
+	old := laggs("lagg0", "lagg1")
+	old.Laggs[0].Proto = config.ProtoFailover
+	old.Laggs[0].Addresses = []netip.Prefix{netip.MustParsePrefix("192.168.1.1/24"), netip.MustParsePrefix("192.168.1.3/24")}
+	old.Laggs[0].Ports = []config.Port{{Name: "p0", Kind: "afpacket", Priority: 1000}, {Name: "p1", Kind: "afpacket", Priority: 2000}}
+	old.Laggs[1].Ports = []config.Port{{Name: "p2", Kind: "afpacket", Priority: config.DefaultPriority}}
+	old.Services = []config.Service{{Kind: "tcp-echo", Port: 7}}
+	new := old.Clone()
+	l0 := new.Lagg("lagg0")
+	l0.MTU = 9000
+	l0.Down = true
+	l0.Ports = []config.Port{{Name: "p1", Kind: "afpacket", Priority: 10}, {Name: "p2", Kind: "afpacket", Priority: config.DefaultPriority}}
+	l0.Addresses = []netip.Prefix{netip.MustParsePrefix("192.168.1.1/16")}
+	new.Laggs = slices.DeleteFunc(new.Laggs, func(l config.Lagg) bool { return l.Name == "lagg1" })
+	l2 := config.NewLagg("lagg2")
+	l2.Proto = config.ProtoLACP
+	l2.Ports = []config.Port{{Name: "p3", Kind: "tap", Priority: 5}}
+	new.Laggs = append(new.Laggs, l2)
+	new.Services = []config.Service{{Kind: "udp-echo", Port: 7}}
+	new.Metrics.Listen = "127.0.0.1:9477"
+	want := []string{
+		"lagg1: destroyed",
+		"lagg0: mtu auto -> 9000",
+		"lagg0: admin up -> down",
+		"lagg0: port p0 removed (was priority 1000)",
+		"lagg0: port p1 priority 2000 -> 10",
+		"lagg0: port p2 added (priority 32768)",
+		"lagg0: address 192.168.1.3/24 removed",
+		"lagg0: address 192.168.1.1/24 -> 192.168.1.1/16",
+		"lagg2: created",
+		"lagg2: proto none -> lacp",
+		"lagg2: port p3 added (priority 5, kind tap)",
+		"service tcp-echo 7 removed",
+		"service udp-echo 7 added",
+		"metrics.listen (none) -> 127.0.0.1:9477",
+	}
+	if got := config.Lines(config.Items(old, new)); !slices.Equal(got, want) {
+		t.Errorf("Items:\ngot  %q\nwant %q", got, want)
+	}
+	if got := config.Items(new, new.Clone()); len(got) != 0 {
+		t.Errorf("Items of equal configs: %q", config.Lines(got))
+	}
+	// Port order is no change.
+	reordered := old.Clone()
+	ps := reordered.Lagg("lagg0").Ports
+	ps[0], ps[1] = ps[1], ps[0]
+	if got := config.Items(old, reordered); len(got) != 0 || !config.LaggEqual(old.Lagg("lagg0"), reordered.Lagg("lagg0")) {
+		t.Errorf("reordered ports: %q", config.Lines(got))
+	}
+}
+
+// TestDiscarded: the runtime changes a reload would undo are those the
+// file does not also make, and a lagg created at runtime counts whole.
+func TestDiscarded(t *testing.T) {
+	base := laggs("lagg0")
+	base.Laggs[0].Ports = []config.Port{{Name: "p0", Kind: "afpacket", Priority: 1000}}
+	running := base.Clone()
+	running.Lagg("lagg0").MTU = 9000
+	running.Lagg("lagg0").Ports[0].Priority = 5
+	running.Laggs = append(running.Laggs, config.NewLagg("lagg1"))
+	tests := []struct {
+		name string
+		file *config.Config
+		want []string
+	}{
+		{"file unchanged", base, []string{"lagg0: mtu auto -> 9000", "lagg0: port p0 priority 1000 -> 5", "lagg1: created"}},
+		{"file has them", running, nil},
+		{"file has one", func() *config.Config {
+			f := running.Clone()
+			f.Lagg("lagg0").MTU = 0
+			return f
+		}(), []string{"lagg0: mtu auto -> 9000"}},
+		{"file changes something else", func() *config.Config {
+			f := running.Clone()
+			f.Lagg("lagg0").Hash = []string{"l2"}
+			return f
+		}(), nil},
+		{"file drops the lagg", laggs(), []string{"lagg0: mtu auto -> 9000", "lagg0: port p0 priority 1000 -> 5", "lagg1: created"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := config.Lines(config.Discarded(base, running, tt.file)); !slices.Equal(got, tt.want) {
+				t.Errorf("Discarded:\ngot  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+	if got := config.Discarded(base, base, laggs("x")); len(got) != 0 {
+		t.Errorf("no runtime changes, nothing discarded: got %q", config.Lines(got))
+	}
+}

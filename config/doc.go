@@ -16,8 +16,8 @@
 //	                                  # (a warning is logged unless it is a loopback address)
 //
 //	[limits]
-//	memory_mb = 128                   # 32..1048576: the Go runtime's soft memory limit in MiB,
-//	                                  # set at start; absent or 0 = 128. GOMEMLIMIT, if set, wins
+//	memory_mb = 96                    # 32..1048576: the Go runtime's soft memory limit in MiB,
+//	                                  # set at start; absent or 0 = 96. GOMEMLIMIT, if set, wins
 //
 //	[[lagg]]                          # one table per aggregated interface
 //	name = "lagg0"                    # required, unique; [a-z][a-z0-9_.-]{0,14}

@@ -39,14 +39,21 @@ type ovsSwitch struct {
 	ports  []string // lagg side
 	member []string // switch side, bond members
 	bond   string
+	lab    *lab.Lab
+	tag    rune // this topology's letter in interface names
+	spares int
+	// rogueBridge: ovsRogueBridge exists (addLACPPort).
+	rogueBridge bool
 }
 
 // Interface names of the OVS topology (15 characters at most).
 const (
-	ovsBridge   = testPrefix + "obr"
-	ovsBond     = testPrefix + "obond"
-	ovsHostPort = testPrefix + "osh"
-	ovsHostVeth = testPrefix + "oh0"
+	ovsBridge = testPrefix + "obr"
+	// ovsRogueBridge holds LACP ports that lead nowhere (addLACPPort).
+	ovsRogueBridge = testPrefix + "orbr"
+	ovsBond        = testPrefix + "obond"
+	ovsHostPort    = testPrefix + "osh"
+	ovsHostVeth    = testPrefix + "oh0"
 )
 
 // ovsRequire fails (CI=true) or skips the test unless it runs as root with
@@ -77,6 +84,23 @@ const ovsSchema = "/usr/share/openvswitch/vswitch.ovsschema"
 // Everything is stopped and deleted when the test ends, also on failure.
 func ovsStart(t *testing.T, n int, ltime string) *ovsSwitch {
 	t.Helper()
+	return ovsStartWith(t, ovsConfig{members: n, lacp: "active", mode: "balance-tcp", lacpTime: ltime})
+}
+
+// ovsConfig is the switch's bond: its member count, lacp (active, passive
+// or off), bond_mode (balance-tcp, balance-slb, active-backup) and
+// other_config:lacp-time.
+type ovsConfig struct {
+	members        int
+	lacp, mode     string
+	lacpTime       string
+	rebalanceNever bool // other_config:bond-rebalance-interval=0
+}
+
+// ovsStartWith is ovsStart with the bond configured by c.
+func ovsStartWith(t *testing.T, c ovsConfig) *ovsSwitch {
+	t.Helper()
+	n := c.members
 	ovsRequire(t)
 	lb := newLab(t)
 	o := &ovsSwitch{bond: ovsBond}
@@ -105,6 +129,7 @@ func ovsStart(t *testing.T, n int, ltime string) *ovsSwitch {
 	// Close, when Identity no longer sees the namespace), and a new
 	// namespace may get the old one's inode: "already a port of lagg0".
 	tag := 'a' + rune((ovsSeq.Add(1)-1)%26)
+	o.lab, o.tag = lb, tag
 	for i := range n {
 		p, m := fmt.Sprintf("%so%cp%d", testPrefix, tag, i), fmt.Sprintf("%so%cs%d", testPrefix, tag, i)
 		if err := lb.Veth(p, o.lag, m, o.sw); err != nil {
@@ -148,10 +173,73 @@ func ovsStart(t *testing.T, n int, ltime string) *ovsSwitch {
 
 	o.vsctl(t, "add-br", ovsBridge, "--", "set", "bridge", ovsBridge, "datapath_type=netdev")
 	args := append([]string{"add-bond", ovsBridge, ovsBond}, o.member...)
-	o.vsctl(t, append(args, "lacp=active", "bond_mode=balance-tcp")...)
-	o.vsctl(t, "set", "port", ovsBond, "other_config:lacp-time="+ltime)
+	o.vsctl(t, append(args, "lacp="+c.lacp, "bond_mode="+c.mode)...)
+	if c.lacpTime != "" {
+		o.vsctl(t, "set", "port", ovsBond, "other_config:lacp-time="+c.lacpTime)
+	}
+	if c.rebalanceNever {
+		o.vsctl(t, "set", "port", ovsBond, "other_config:bond-rebalance-interval=0")
+	}
 	o.vsctl(t, "add-port", ovsBridge, ovsHostPort)
 	return o
+}
+
+// spare adds a veth pair like the bond members' — port in the lagg's
+// namespace, member in the switch's — that is in no bond yet, and returns
+// both names.
+func (o *ovsSwitch) spare(t *testing.T) (port, member string) {
+	t.Helper()
+	o.spares++
+	port = fmt.Sprintf("%so%cx%d", testPrefix, o.tag, o.spares)
+	member = fmt.Sprintf("%so%cy%d", testPrefix, o.tag, o.spares)
+	if err := o.lab.Veth(port, o.lag, member, o.sw); err != nil {
+		t.Fatal(err)
+	}
+	return port, member
+}
+
+// addLACPPort makes member a one-link LACP port (active, fast) whose actor
+// announces system priority prio and system ID sysid: another LACP partner
+// than the bond, as a rogue or miscabled link. It is on a bridge of its
+// own, which leads nowhere: what the lagg sends there is lost.
+func (o *ovsSwitch) addLACPPort(t *testing.T, member string, prio int, sysid string) {
+	t.Helper()
+	if !o.rogueBridge {
+		o.vsctl(t, "add-br", ovsRogueBridge, "--", "set", "bridge", ovsRogueBridge, "datapath_type=netdev")
+		o.rogueBridge = true
+	}
+	o.vsctl(t, "add-port", ovsRogueBridge, member, "--", "set", "port", member, "lacp=active",
+		"other_config:lacp-time=fast", fmt.Sprintf("other_config:lacp-system-priority=%d", prio),
+		"other_config:lacp-system-id="+sysid)
+}
+
+// setActiveMember makes member the bond's active member (active-backup,
+// balance-slb).
+func (o *ovsSwitch) setActiveMember(t *testing.T, member string) {
+	t.Helper()
+	if _, err := o.appctl("bond/set-active-member", o.bond, member); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// activeMember returns the bond's active member, as bond/show says.
+func (o *ovsSwitch) activeMember() string {
+	out, err := o.appctl("bond/show", o.bond)
+	if err != nil {
+		return ""
+	}
+	// "member ulitoas1: enabled", then "  active member" under the active one.
+	var cur string
+	for _, line := range strings.Split(out, "\n") {
+		l := strings.TrimSpace(line)
+		if name, ok := strings.CutPrefix(l, "member "); ok {
+			cur, _, _ = strings.Cut(name, ":")
+		}
+		if l == "active member" {
+			return cur
+		}
+	}
+	return ""
 }
 
 func (o *ovsSwitch) db() string { return filepath.Join(o.run, "db.sock") }

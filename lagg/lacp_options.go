@@ -15,12 +15,42 @@ type LACPOptions struct {
 	SystemPriority uint16 // default 32768
 	Key            uint16 // 0: derived from the lagg
 	MinPorts       int    // the lagg is down with fewer distributing ports
-	Fallback       bool   // with no partner at all, carry traffic on one port
+	// Fallback: with no partner on any port, every port with link up
+	// collects and the lagg transmits on the one where the partner's
+	// traffic arrives (ports that hear our own LACPDUs excepted).
+	Fallback bool
+	// Select is the aggregator selection policy when ports see more than
+	// one partner: stable ("" too), bandwidth or count.
+	Select LACPSelect
+}
+
+// LACPSelect is an aggregator selection policy (Linux bonding's ad_select).
+type LACPSelect string
+
+// The selection policies.
+const (
+	// LACPSelectStable keeps the active aggregator while it has ports;
+	// only then is another chosen (by bandwidth). The default.
+	LACPSelectStable LACPSelect = "stable"
+	// LACPSelectBandwidth makes the aggregator with the highest total
+	// speed active, at every change.
+	LACPSelectBandwidth LACPSelect = "bandwidth"
+	// LACPSelectCount makes the aggregator with the most ports active, at
+	// every change.
+	LACPSelectCount LACPSelect = "count"
+)
+
+// policy returns the engine's policy; "" is stable.
+func (s LACPSelect) policy() (lacp.SelectPolicy, error) {
+	if s == "" {
+		return lacp.SelectStable, nil
+	}
+	return lacp.ParseSelectPolicy(string(s))
 }
 
 // DefaultLACPOptions are NetBSD's defaults.
 func DefaultLACPOptions() LACPOptions {
-	return LACPOptions{MultiSpeed: true, MaxPorts: 16, SystemPriority: 32768, MinPorts: 1}
+	return LACPOptions{MultiSpeed: true, MaxPorts: 16, SystemPriority: 32768, MinPorts: 1, Select: LACPSelectStable}
 }
 
 func (o LACPOptions) validate() error {
@@ -32,6 +62,9 @@ func (o LACPOptions) validate() error {
 	}
 	if o.SystemPriority == 0 {
 		return fmt.Errorf("lacp system priority must be 1..65535")
+	}
+	if _, err := o.Select.policy(); err != nil {
+		return fmt.Errorf("lacp select %q: want stable, bandwidth or count", o.Select)
 	}
 	return nil
 }

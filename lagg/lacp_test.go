@@ -648,10 +648,12 @@ func TestLACPMinPorts(t *testing.T) {
 }
 
 // TestLACPFallback (fake clock): against a plain failover lagg (no
-// LACPDUs) an lacp lagg with fallback carries traffic on one port once
-// every port has DEFAULTED, 3 s after link up (the 3 s it waits in
-// EXPIRED: not yet at 2.9 s, by 3.1 s); without fallback it never does,
-// and its ports are flagged as churning.
+// LACPDUs) an lacp lagg with fallback carries traffic once every port has
+// DEFAULTED, 3 s after link up (the 3 s it waits in EXPIRED: not yet at
+// 2.9 s, by 3.1 s), transmitting on one port: here the best, where B's
+// traffic arrives too (TestLACPFallbackFollowsPartner has B on its other
+// port); without fallback it never does, and its ports are flagged as
+// churning.
 func TestLACPFallback(t *testing.T) {
 	for _, fallback := range []bool{true, false} {
 		t.Run(fmt.Sprintf("fallback=%v", fallback), func(t *testing.T) {

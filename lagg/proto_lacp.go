@@ -1,8 +1,17 @@
 package lagg
 
 import (
+	"fmt"
 	"hash/fnv"
+	"log/slog"
+	"net"
+	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/ulagg/ulagg/lagg/lacp"
 )
@@ -18,6 +27,9 @@ type protoLACP struct {
 	e   *lacp.Engine
 	gen uint64
 	c   *protoCtx // the call in progress, for SendPDU
+
+	alarms lacp.Alarms // as last logged
+	logs   logLimit
 }
 
 func init() { registerProtocol(ProtoLACP, 3, func() protocol { return &protoLACP{} }) }
@@ -70,6 +82,7 @@ func engineConfig(c *protoCtx) lacp.Config {
 	ec.MultiSpeed = o.MultiSpeed
 	ec.MinPorts = o.MinPorts
 	ec.Fallback = o.Fallback
+	ec.Select, _ = o.Select.policy() // validated: an error cannot happen
 	return ec
 }
 
@@ -79,7 +92,9 @@ func (x *protoLACP) SendPDU(id lacp.PortID, frame []byte) {
 	for _, p := range x.c.ports {
 		if lacpPortID(p) == id {
 			if err := x.c.send(p, frame); err != nil {
-				x.c.log.Debug("LACPDU not sent", "port", p.name, "err", err)
+				if ok, held := x.logs.allow("send", x.c.now); ok {
+					x.c.log.Debug("LACPDU not sent", "port", p.name, "err", err, "suppressed", held)
+				}
 			}
 			return
 		}
@@ -103,6 +118,7 @@ func (x *protoLACP) sync(c *protoCtx) {
 	if t, ok := x.e.NextDeadline(); ok {
 		c.arm(t)
 	}
+	x.logAlarms(c)
 	if g := x.e.Generation(); g != x.gen {
 		x.gen = g
 		c.rebuild = true
@@ -208,6 +224,9 @@ func (x *protoLACP) distribute(c *protoCtx) distribution {
 	if x.e == nil {
 		return d
 	}
+	if best, ok := x.e.FallbackPort(); ok {
+		return x.distributeFallback(c, best)
+	}
 	for _, p := range c.ports {
 		ps, ok := x.e.Port(lacpPortID(p))
 		if !ok {
@@ -227,7 +246,7 @@ func (x *protoLACP) distribute(c *protoCtx) distribution {
 	return d
 }
 
-func (x *protoLACP) portFlags(p *port, _ *distribution) PortFlags {
+func (x *protoLACP) portFlags(p *port, d *distribution) PortFlags {
 	if x.e == nil {
 		return 0
 	}
@@ -243,7 +262,11 @@ func (x *protoLACP) portFlags(p *port, _ *distribution) PortFlags {
 		f |= PortCollecting
 	}
 	if ps.Distributing {
-		f |= PortDistributing
+		// In fallback every port may transmit; DISTRIBUTING is the one that
+		// does now.
+		if ft, ok := d.tx.(*fallbackTx); !ps.Fallback || ok && ft.port() == p {
+			f |= PortDistributing
+		}
 	}
 	if ps.Standby {
 		f |= PortStandby
@@ -267,4 +290,161 @@ func (x *protoLACP) status(c *protoCtx, st *Status) {
 			}
 		}
 	}
+}
+
+// distributeFallback is the distribution while no port has or may get a
+// partner: every fallback port (link up, not looped) collects, and frames
+// leave on the port the partner's traffic last arrived on — a partner
+// without LACP (an active-backup bond, a switch that learned our MAC on one
+// port) accepts us there — or on the best port until anything arrived.
+func (x *protoLACP) distributeFallback(c *protoCtx, best lacp.PortID) distribution {
+	var d distribution
+	for _, p := range c.ports {
+		ps, ok := x.e.Port(lacpPortID(p))
+		if !ok || !ps.Fallback {
+			continue
+		}
+		d.rx |= p.bit()
+		if ps.ID == best {
+			d.txPorts = slices.Insert(d.txPorts, 0, p)
+		} else {
+			d.txPorts = append(d.txPorts, p)
+		}
+	}
+	if len(d.txPorts) == 0 {
+		return distribution{}
+	}
+	d.tx = newFallbackTx(d.txPorts, c.prev)
+	d.up = x.e.Status().Up
+	return d
+}
+
+// fallbackTx is lacp's transmitter in fallback. It sends everything on one
+// port: the one the partner's traffic last arrived on, which the receive
+// path reports through noteRx (rxhook.go) with one atomic store, or the
+// best port until anything arrived. Every port in it collects.
+type fallbackTx struct {
+	ports []*port // the fallback ports, the best first
+	last  atomic.Pointer[port]
+}
+
+// newFallbackTx returns a fallbackTx over ports, keeping prev's last
+// receive port if it is among them.
+func newFallbackTx(ports []*port, prev *distribution) *fallbackTx {
+	t := &fallbackTx{ports: ports}
+	if prev != nil {
+		if old, ok := prev.tx.(*fallbackTx); ok {
+			if p := old.last.Load(); p != nil && slices.Contains(ports, p) {
+				t.last.Store(p)
+			}
+		}
+	}
+	return t
+}
+
+// heard records that a frame arrived on p, one of t's ports.
+func (t *fallbackTx) heard(p *port) {
+	if t.last.Load() != p {
+		t.last.Store(p)
+	}
+}
+
+// port is where frames leave now.
+func (t *fallbackTx) port() *port {
+	if p := t.last.Load(); p != nil {
+		return p
+	}
+	return t.ports[0]
+}
+
+func (t *fallbackTx) transmit(s *snapshot, pkts stack.PacketBufferList) (int, tcpip.Error) {
+	return t.port().write(s, pkts)
+}
+
+func (t *fallbackTx) portFor(*stack.PacketBuffer) *port { return t.port() }
+
+// lacpLogEvery is how often one kind of LACP log line may appear per lagg:
+// what a partner can trigger at wire speed must not flood the log.
+const lacpLogEvery = 10 * time.Second
+
+// logLimit lets one line of a kind out per lacpLogEvery and counts the ones
+// it holds back, for the next line of that kind to report. It is a stand-in
+// for the shared rate-limited logger being built; times come from the
+// lagg's clock.
+type logLimit struct {
+	last map[string]time.Time
+	held map[string]int
+}
+
+// allow reports whether a line of kind may be logged at now, and how many
+// were held back since the last one.
+func (l *logLimit) allow(kind string, now time.Time) (ok bool, held int) {
+	if l.last == nil {
+		l.last, l.held = map[string]time.Time{}, map[string]int{}
+	}
+	if t, seen := l.last[kind]; seen && now.Sub(t) < lacpLogEvery {
+		l.held[kind]++
+		return false, 0
+	}
+	held = l.held[kind]
+	l.last[kind], l.held[kind] = now, 0
+	return true, held
+}
+
+// logAlarms logs what the partners raised since the last call — links to
+// more than one partner system, looped ports — each kind at most once per
+// lacpLogEvery. Status, JSON and metrics carry the alarms themselves.
+func (x *protoLACP) logAlarms(c *protoCtx) {
+	a := x.e.Alarms()
+	was := x.alarms
+	if a == was {
+		return
+	}
+	x.alarms = a
+	switch {
+	case a.PartnerSystems > 1 && (was.PartnerSystems <= 1 || a.Mismatches != was.Mismatches || a.PartnerSystems != was.PartnerSystems):
+		if ok, held := x.logs.allow("partners", c.now); ok {
+			st := x.e.Status()
+			c.log.Warn("lacp: ports see different partner systems: some links go to another device or LAG group (miscabled or rogue); only the active aggregator carries traffic",
+				"partners", x.partnersAttr(c, &st), "active", lacpSystemString(st.Partner), "select", st.Select,
+				"raised", a.Mismatches, "suppressed", held)
+		}
+	case a.PartnerSystems <= 1 && was.PartnerSystems > 1:
+		if ok, held := x.logs.allow("partners-cleared", c.now); ok {
+			c.log.Info("lacp: ports see one partner system again", "suppressed", held)
+		}
+	}
+	if a.Loops > was.Loops && a.LoopedPorts > 0 {
+		if ok, held := x.logs.allow("looped", c.now); ok {
+			var names []string
+			for _, p := range c.ports {
+				if ps, ok := x.e.Port(lacpPortID(p)); ok && ps.Looped {
+					names = append(names, p.name)
+				}
+			}
+			c.log.Warn("lacp: looped ports: our own LACPDUs come back on them (cabled to another port of ours?); they carry no traffic",
+				"ports", strings.Join(names, ","), "suppressed", held)
+		}
+	}
+}
+
+// partnersAttr lists each partner system with the ports that see it.
+func (x *protoLACP) partnersAttr(c *protoCtx, st *lacp.Status) slog.Value {
+	var parts []string
+	for _, ag := range st.Aggregators {
+		var names []string
+		for _, id := range ag.Ports {
+			for _, p := range c.ports {
+				if lacpPortID(p) == id {
+					names = append(names, p.name)
+				}
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s on %s", lacpSystemString(ag.Partner), strings.Join(names, ",")))
+	}
+	return slog.StringValue(strings.Join(parts, "; "))
+}
+
+func lacpSystemString(k lacp.SystemKey) string {
+	return fmt.Sprintf("%d,%s,%d", k.SystemPriority, net.HardwareAddr(k.System[:]), k.Key)
 }

@@ -16,23 +16,43 @@
 //   - Periodic machine: 1 s or 30 s chosen by the partner's Timeout bit;
 //     none when both sides are passive.
 //   - Transmit machine: NTT is sent in the same call that set it, at most
-//     3 frames per second per port (excess waits, coalesced).
+//     3 LACPDUs per second per port (excess waits, coalesced).
+//   - Slow Protocols transmit limit (IEEE 802.3 Annex 57A): at most 10
+//     frames per second per port, LACPDUs and Marker Responses together.
+//     Marker Responses wait only for that limit (up to 4 queued, more are
+//     dropped and counted); a pending LACPDU goes first.
+//   - Use of system and port priorities (6.6.1, 6.7.1): within an
+//     aggregator, ports are ordered by the Port Identifiers (port
+//     priority, then port number) of the system with the better System
+//     Identifier (system priority, then MAC) — ours, or the partner's when
+//     its identifier is lower — with the faster link between the two. The
+//     first MaxPorts are SELECTED, the rest STANDBY, so two systems with max
+//     ports below the link count choose the same links.
 //   - Mux machine with independent collecting and distributing.
 //   - Actor and partner churn detection (60 s).
 //
 // # From NetBSD lagg(4) (if_lagg_lacp.c)
 //
 //   - Aggregators are keyed by the partner's system priority, system ID and
-//     key (our key is the same on all ports). In an aggregator ports are
-//     ordered by our port priority, partner port priority, higher speed
-//     (then port ID); the first MaxPorts are SELECTED, the rest STANDBY.
-//     With MultiSpeed off, ports whose speed differs from the first port's
-//     are STANDBY.
-//   - One active aggregator carries traffic: lowest partner system
-//     priority, the current one kept on ties. Ports of other aggregators
+//     key (our key is the same on all ports). With MultiSpeed off, ports
+//     whose speed differs from the first port's are STANDBY.
+//   - One active aggregator carries traffic. Ports of other aggregators
 //     stay in WAITING, out of sync, so their partner does not send to them.
 //   - DEFAULTED ports are never selected. Our own PDUs (same system ID and
 //     priority) are dropped and counted.
+//
+// # From Linux bonding (ad_select), not NetBSD
+//
+//   - Which aggregator is active follows Config.Select. SelectStable (the
+//     default) keeps the active aggregator while it has a selected port,
+//     whatever appears on other links; only then is another chosen, as
+//     SelectBandwidth does. SelectBandwidth chooses the highest total speed
+//     of selected ports, SelectCount the most selected ports, re-evaluated
+//     at every change. Always: an aggregate beats an individual link, ties
+//     keep the active aggregator, then the lowest partner system priority
+//     (NetBSD's rule, which alone let one rogue link announcing priority 1
+//     take the lagg from a working aggregate). Ports that see more than one
+//     partner system (or key) raise an alarm: Status.PartnerMismatch.
 //
 // # Deliberate differences
 //
@@ -57,12 +77,16 @@
 //     MinPorts, Fallback, churn detection. Below MinPorts the ports keep
 //     their LACP state; Status.Up is false and the lagg should stop
 //     transmitting. Fallback: when no port has a partner or may still get
-//     one (every port with link up is DEFAULTED), the best port by priority
-//     then ID collects and distributes, like failover; the first LACPDU on
-//     any port ends it.
+//     one (every port with link up is DEFAULTED), every port with link up
+//     collects and may distribute (PortStatus.Fallback); the owner
+//     transmits on the one where the partner's traffic arrives, on the best
+//     one by priority then ID (FallbackPort) until any has. The first
+//     LACPDU on any port ends it.
+//   - Looped ports: a port that receives our own LACPDUs (cabled to another
+//     port of ours, or reflected) is looped (PortStatus.Looped) until its
+//     link goes down or 90 s pass without one. It never falls back and
+//     does not hold fallback up.
 //   - A port that is merely down rests in NO_CHURN instead of running its
 //     churn timers.
-//   - Marker Responses share the 3 frames per second limit; up to 4 wait,
-//     more are dropped and counted. NetBSD's Marker-based distribution
-//     suppression is not implemented.
+//   - NetBSD's Marker-based distribution suppression is not implemented.
 package lacp

@@ -15,6 +15,14 @@ const (
 	longTimeout    = 90 * time.Second
 	churnDetection = 60 * time.Second
 	txLimit        = 3 // LACPDUs per fastPeriodic window
+	// slowLimit is the Slow Protocols transmit limit (IEEE 802.3 Annex
+	// 57A.3): at most 10 frames of all slow protocols per port in any one
+	// second. LACPDUs also keep to txLimit; Marker Responses only to this.
+	slowLimit = 10
+	// loopHold is how long a port stays looped after the last of our own
+	// LACPDUs came back on it: a looped port that has defaulted hears
+	// itself only every slowPeriodic, so three of those.
+	loopHold = 3 * slowPeriodic
 )
 
 // Defaults, as in NetBSD (LACP_SYSTEM_PRIO, LAGG_PORT_PRIO, LACP_MAX_PORTS).
@@ -24,7 +32,8 @@ const (
 	MaxPorts              = 16
 )
 
-// maxPendingMarkers bounds queued Marker Responses per port.
+// maxPendingMarkers bounds Marker Responses waiting for the slow protocols
+// limit per port; more are dropped and counted.
 const maxPendingMarkers = 4
 
 // PortID is the actor port number. The lagg assigns it (1..N, stable); 0 is
@@ -42,7 +51,11 @@ type Config struct {
 	MaxPorts       int     // 1..16 SELECTED ports per aggregator, the rest STANDBY
 	MultiSpeed     bool    // false: ports slower/faster than the best port are STANDBY
 	MinPorts       int     // 1..MaxPorts distributing ports for Status.Up
-	Fallback       bool    // with no partner on any port, use one port (failover)
+	Fallback       bool    // with no partner on any port, carry traffic without LACP
+	// Select is the aggregator selection policy: which aggregator carries
+	// traffic when ports see more than one partner. The zero value is
+	// SelectStable.
+	Select SelectPolicy
 	// AggregateWait bounds the mux WAITING state (Aggregate_Wait_Time). 0
 	// attaches at once; see the package documentation.
 	AggregateWait time.Duration
@@ -79,6 +92,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: MaxPorts %d not in 1..%d", ErrConfig, c.MaxPorts, MaxPorts)
 	case c.MinPorts < 1 || c.MinPorts > c.MaxPorts:
 		return fmt.Errorf("%w: MinPorts %d not in 1..MaxPorts(%d)", ErrConfig, c.MinPorts, c.MaxPorts)
+	case c.Select > SelectCount:
+		return fmt.Errorf("%w: unknown Select policy %d", ErrConfig, c.Select)
 	case c.AggregateWait < 0:
 		return fmt.Errorf("%w: negative AggregateWait", ErrConfig)
 	}
@@ -112,14 +127,20 @@ type Engine struct {
 	nextAggID int
 	active    *aggregator
 	selDirty  bool
-	fallback  *port
+	fallback  bool  // no port has or may get a partner: ports carry traffic without LACP
+	fbBest    *port // the best fallback port, by priority then ID
 	up        bool
 	gen       uint64
 	pubActive int
 
 	rxUnknownPort uint64
-	scratch       []*port
-	txBuf         [frameLen]byte
+	// partnerSystems is how many partner systems (and keys) the ports
+	// with a partner see; above 1 is the mixed partners alarm, raised
+	// mismatches times.
+	partnerSystems int
+	mismatches     uint64
+	scratch        []*port
+	txBuf          [frameLen]byte
 }
 
 // NewEngine returns an engine with no ports.
@@ -195,8 +216,8 @@ func (e *Engine) RemovePort(id PortID, now time.Time) error {
 	p := e.ports[i]
 	e.portDisable(p)
 	e.ports = slices.Delete(e.ports, i, i+1)
-	if e.fallback == p {
-		e.fallback = nil
+	if e.fbBest == p {
+		e.fbBest = nil
 	}
 	e.selDirty = true
 	e.gen++

@@ -242,47 +242,73 @@ func TestMultiSpeed(t *testing.T) {
 	}
 }
 
-func TestTwoPartners(t *testing.T) {
-	h := newHarness(t)
-	a := h.node("a", 1, nil)
-	b := h.node("b", 2, func(c *lacp.Config) { c.SystemPriority = 100 })
-	c := h.node("c", 3, func(c *lacp.Config) { c.SystemPriority = 200 })
-	pc := lacp.PortConfig{Priority: 1}
-	// c's ports come up first, so its aggregator is active before b shows up.
-	h.connect(a, 3, pc, c, 1, pc)
-	h.connect(a, 4, pc, c, 2, pc)
-	h.run(time.Second)
-	if !a.distributing(3, 4) {
-		t.Fatalf("c's ports not distributing alone")
-	}
-	lb1 := h.connect(a, 1, pc, b, 1, pc)
-	lb2 := h.connect(a, 2, pc, b, 2, pc)
-	if _, ok := h.runUntil(time.Second, func() bool { return a.distributing(1, 2) && b.distributing(1, 2) }); !ok {
-		t.Fatalf("b's ports (better system priority) did not take over")
-	}
-	st := a.e.Status()
-	if len(st.Aggregators) != 2 {
-		t.Fatalf("got %d aggregators, want 2: %+v", len(st.Aggregators), st.Aggregators)
-	}
-	if want := b.e.Status().Actor; st.Partner != want {
-		t.Errorf("active partner: got %+v, want %+v", st.Partner, want)
-	}
-	for _, p := range []lacp.PortID{3, 4} {
-		ps := a.port(t, p)
-		if ps.Collecting || ps.Distributing || ps.Selected != "selected" || ps.Mux != "WAITING" || ps.Actor.State&lacp.StateSync != 0 {
-			t.Errorf("port %d: got coll=%v dist=%v sel=%s mux=%s actor=%v, want idle in WAITING", p, ps.Collecting, ps.Distributing, ps.Selected, ps.Mux, ps.Actor.State)
-		}
-	}
-	if c.distributing(1) || c.distributing(2) {
-		t.Errorf("c still distributing to a")
-	}
-	h.setLink(lb1, false)
-	h.setLink(lb2, false)
-	if _, ok := h.runUntil(time.Second, func() bool { return a.distributing(3, 4) && c.distributing(1, 2) }); !ok {
-		t.Fatalf("c's aggregator did not take over")
-	}
-	if want := c.e.Status().Actor; a.e.Status().Partner != want {
-		t.Errorf("active partner: got %+v, want %+v", a.e.Status().Partner, want)
+// TestSelectPolicy: c's 2×10G links come up first, then b's 3×1G links;
+// b has the better system priority, which no policy heeds (NetBSD's rule,
+// dropped: a partner must not take the lagg by what it announces). Stable
+// keeps c, bandwidth keeps c (20G against 3G), count moves to b (3 ports
+// against 2). Once c's links go, b is active under every policy; when they
+// come back, only bandwidth moves back to c.
+func TestSelectPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		policy      lacp.SelectPolicy
+		first, back string // active partner after b came, after c came back
+	}{
+		{lacp.SelectStable, "c", "b"},
+		{lacp.SelectBandwidth, "c", "c"},
+		{lacp.SelectCount, "b", "b"},
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			h := newHarness(t)
+			a := h.node("a", 1, func(c *lacp.Config) { c.Select = tc.policy })
+			b := h.node("b", 2, func(c *lacp.Config) { c.SystemPriority = 100 })
+			c := h.node("c", 3, func(c *lacp.Config) { c.SystemPriority = 200 })
+			nodes := map[string]*node{"b": b, "c": c}
+			ports := map[string][]lacp.PortID{"b": {1, 2, 3}, "c": {4, 5}}
+			check := func(when, want string) {
+				t.Helper()
+				other := map[string]string{"b": "c", "c": "b"}[want]
+				if _, ok := h.runUntil(time.Second, func() bool {
+					return a.distributing(ports[want]...) && nodes[want].distributing(ids(len(ports[want]))...)
+				}); !ok {
+					t.Fatalf("%s: %s's links not distributing: %+v", when, want, a.e.Status().Ports)
+				}
+				if got, want := a.e.Status().Partner, nodes[want].e.Status().Actor; got != want {
+					t.Errorf("%s: active partner %+v, want %+v", when, got, want)
+				}
+				for _, p := range ports[other] {
+					if ps, ok := a.e.Port(p); ok && (ps.Distributing || ps.Collecting) {
+						t.Errorf("%s: port %d of the inactive aggregator carries traffic (mux %s)", when, p, ps.Mux)
+					}
+				}
+			}
+			g10 := lacp.PortConfig{Priority: 1, SpeedMbps: 10000}
+			g1 := lacp.PortConfig{Priority: 1, SpeedMbps: 1000}
+			lc := []*link{h.connect(a, 4, g10, c, 1, g10), h.connect(a, 5, g10, c, 2, g10)}
+			check("c alone", "c")
+			for i, p := range ports["b"] {
+				h.connect(a, p, g1, b, lacp.PortID(i+1), g1)
+			}
+			h.run(2 * time.Second)
+			check("b came", tc.first)
+			if st := a.e.Status(); !st.PartnerMismatch || st.PartnerSystems != 2 || st.Select != tc.policy.String() {
+				t.Errorf("alarm: got mismatch %v with %d partner systems, select %q; want true, 2, %q", st.PartnerMismatch, st.PartnerSystems, st.Select, tc.policy)
+			}
+			for _, l := range lc {
+				h.setLink(l, false)
+			}
+			check("c's links down", "b")
+			if st := a.e.Status(); st.PartnerMismatch || st.PartnerSystems != 1 {
+				t.Errorf("alarm with c gone: got %v, %d partner systems; want false, 1", st.PartnerMismatch, st.PartnerSystems)
+			}
+			for _, l := range lc {
+				h.setLink(l, true)
+			}
+			h.run(2 * time.Second)
+			check("c came back", tc.back)
+			if got := a.e.Status().PartnerMismatches; got != 2 {
+				t.Errorf("PartnerMismatches: got %d, want 2 (raised twice)", got)
+			}
+		})
 	}
 }
 
@@ -366,6 +392,9 @@ func TestFallback(t *testing.T) {
 			if st.Fallback != tc.fallback || st.Up != tc.fallback {
 				t.Fatalf("at 4s: got fallback=%v up=%v, want %v", st.Fallback, st.Up, tc.fallback)
 			}
+			if best, ok := a.e.FallbackPort(); ok != tc.fallback || tc.fallback && (best != 2 || st.FallbackPort != 2) {
+				t.Errorf("fallback port: got %d (%v), status %d; want 2 (the best: priority, then ID)", best, ok, st.FallbackPort)
+			}
 			var dist []lacp.PortID
 			for _, ps := range st.Ports {
 				if ps.Distributing {
@@ -381,16 +410,18 @@ func TestFallback(t *testing.T) {
 				}
 				return
 			}
-			if len(dist) != 1 || dist[0] != 2 {
-				t.Fatalf("fallback ports: got %v, want [2]", dist)
+			// Every port with link up collects and may transmit: the lagg
+			// sends where the partner's traffic arrives.
+			if len(dist) != 3 {
+				t.Fatalf("fallback ports: got %v, want [1 2 3]", dist)
 			}
-			// The fallback port's link goes: the next best takes over.
+			// The best port's link goes: the next best is the best.
 			gen := a.e.Generation()
 			if err := a.e.SetPortLink(2, false, 0, h.now); err != nil {
 				t.Fatal(err)
 			}
-			if !a.distributing(3) || a.distributing(2) || a.e.Generation() == gen {
-				t.Errorf("fallback did not move to port 3 at once")
+			if best, _ := a.e.FallbackPort(); best != 3 || a.distributing(2) || !a.distributing(1, 3) || a.e.Generation() == gen {
+				t.Errorf("fallback after port 2 went: best %d, port 2 distributing %v, want 3 and false at once", best, a.distributing(2))
 			}
 			// A partner appears on port 1: fallback ends at its first PDU.
 			b := h.node("b", 2, nil)
@@ -505,24 +536,25 @@ func TestMarkerResponse(t *testing.T) {
 	if src := [6]byte(f[6:12]); src != portMAC(a, 1) || [6]byte(f[0:6]) != [6]byte{1, 0x80, 0xc2, 0, 0, 2} || len(f) != 124 {
 		t.Errorf("header: got dst %x src %x len %d", f[0:6], f[6:12], len(f))
 	}
-	// A flood at one instant: 3 per second go out, 4 wait, the rest drop.
-	for i := range 10 {
+	// A flood at one instant: 10 per second go out (the Slow Protocols
+	// limit, the first response included), 4 wait, the rest drop.
+	for i := range 20 {
 		a.e.Receive(1, markerFrame(uint32(i)), h.now)
 	}
 	c := a.port(t, 1).Counters
-	if len(a.tx[1]) != 3 || c.MarkerDropped != 4 || c.MarkerRx != 11 {
-		t.Errorf("after flood: got %d sent, %d dropped, %d rx, want 3 4 11", len(a.tx[1]), c.MarkerDropped, c.MarkerRx)
+	if len(a.tx[1]) != 10 || c.MarkerDropped != 7 || c.MarkerRx != 21 {
+		t.Errorf("after flood: got %d sent, %d dropped, %d rx, want 10 7 21", len(a.tx[1]), c.MarkerDropped, c.MarkerRx)
 	}
 	h.run(3 * time.Second)
-	if got := a.port(t, 1).Counters.MarkerResponseTx; got != 7 {
-		t.Errorf("responses after 3s: got %d, want 7", got)
+	if got := a.port(t, 1).Counters.MarkerResponseTx; got != 14 {
+		t.Errorf("responses after 3s: got %d, want 14", got)
 	}
 	var last uint32
 	if m, err := lacp.DecodeMarker(a.tx[1][len(a.tx[1])-1].frame); err == nil {
 		last = m.TransactionID
 	}
-	if last != 5 {
-		t.Errorf("last transaction answered: got %d, want 5 (FIFO, later ones dropped)", last)
+	if last != 12 {
+		t.Errorf("last transaction answered: got %d, want 12 (FIFO, later ones dropped)", last)
 	}
 }
 

@@ -77,6 +77,9 @@ func (e *Engine) portDisable(p *port) {
 	p.markers = p.markers[:0]
 	p.actorChurn, p.actorChurnAt = noChurn, time.Time{}
 	p.partnerChurn, p.partnerChurnAt = noChurn, time.Time{}
+	// Whatever looped the port may be gone when the link returns; the
+	// LACPDU sent at link up finds out again at once.
+	p.looped, p.loopedUntil = false, time.Time{}
 	e.selDirty = true
 }
 
@@ -136,7 +139,18 @@ func (e *Engine) receive(p *port, frame []byte) {
 // (802.1AX-2014 6.4.12): update_Selected, update_NTT, recordPDU.
 func (e *Engine) receiveLACPDU(p *port, pdu *LACPDU) {
 	if pdu.Actor.System == e.cfg.SystemMAC && pdu.Actor.SystemPriority == e.cfg.SystemPriority {
-		p.c.LoopbackRx++ // as NetBSD: our own PDU came back
+		// As NetBSD, our own PDU came back and is dropped. Unlike NetBSD
+		// the port is marked looped: it must not carry traffic in fallback
+		// either (our own frames would come back to us).
+		p.c.LoopbackRx++
+		if p.linkUp {
+			if !p.looped {
+				p.looped = true
+				p.c.Loops++
+				e.selDirty = true
+			}
+			p.loopedUntil = e.now.Add(loopHold)
+		}
 		return
 	}
 	if !p.linkUp {
@@ -230,6 +244,10 @@ func (e *Engine) fireTimers() {
 		if due(&p.partnerChurnAt, now) && p.partnerChurn == churnMonitor {
 			p.partnerChurn = churn
 			p.c.PartnerChurn++
+		}
+		if due(&p.loopedUntil, now) && p.looped {
+			p.looped = false
+			e.selDirty = true
 		}
 	}
 }
@@ -388,8 +406,11 @@ func (e *Engine) periodicRun(p *port) {
 }
 
 // transmit is the transmit machine (802.1AX-2014 6.4.16): NTT unless
-// NO_PERIODIC, at most txLimit frames (LACPDUs and Marker Responses) per
-// fastPeriodic. A blocked NTT stays set and txAt wakes us.
+// NO_PERIODIC, at most txLimit LACPDUs per fastPeriodic; Marker Responses
+// (802.1AX-2014 6.5.4.2) wait only for the Slow Protocols limit of
+// slowLimit frames per second (IEEE 802.3 Annex 57A), which LACPDUs count
+// towards too. A pending LACPDU goes first. What is blocked stays pending
+// and txAt wakes us when it may go.
 func (e *Engine) transmit(p *port) {
 	if !p.linkUp {
 		return
@@ -400,23 +421,40 @@ func (e *Engine) transmit(p *port) {
 	}
 	for {
 		lacpdu := p.ntt && !e.noPeriodic(p)
-		if !lacpdu && len(p.markers) == 0 {
+		marker := len(p.markers) > 0
+		if !lacpdu && !marker {
 			p.txAt = time.Time{}
 			return
 		}
-		oldest := p.txTimes[p.txNext]
-		if !oldest.IsZero() && e.now.Sub(oldest) < fastPeriodic {
-			p.txAt = oldest.Add(fastPeriodic)
+		slowAt := e.ringFree(p.slowTimes[p.slowNext])
+		lacpAt := e.ringFree(p.txTimes[p.txNext])
+		switch {
+		case lacpdu && slowAt.IsZero() && lacpAt.IsZero():
+			marker = false
+		case marker && slowAt.IsZero():
+			lacpdu = false
+		default:
+			// Wake when the first of them may go.
+			var at time.Time
+			if lacpdu {
+				at = later(slowAt, lacpAt)
+			}
+			if marker && (at.IsZero() || slowAt.Before(at)) {
+				at = slowAt
+			}
+			p.txAt = at
 			return
 		}
-		p.txTimes[p.txNext] = e.now
-		p.txNext = (p.txNext + 1) % txLimit
+		p.slowTimes[p.slowNext] = e.now
+		p.slowNext = (p.slowNext + 1) % slowLimit
 		src := p.mac
 		if src == ([6]byte{}) {
 			src = e.cfg.SystemMAC
 		}
 		var frame []byte
 		if lacpdu {
+			p.txTimes[p.txNext] = e.now
+			p.txNext = (p.txNext + 1) % txLimit
 			pdu := LACPDU{Version: 1, Actor: p.lastActor, Partner: p.partner}
 			frame = pdu.AppendFrame(e.txBuf[:0], src)
 			p.ntt = false
@@ -430,10 +468,30 @@ func (e *Engine) transmit(p *port) {
 	}
 }
 
-// updateFallback picks the fallback port: when no port has or may still
-// get a partner, the best port by priority and ID carries traffic.
+// ringFree returns the zero time if the oldest transmission of a rate
+// ring, oldest, leaves room for one more now, else when it will.
+func (e *Engine) ringFree(oldest time.Time) time.Time {
+	if oldest.IsZero() || e.now.Sub(oldest) >= fastPeriodic {
+		return time.Time{}
+	}
+	return oldest.Add(fastPeriodic)
+}
+
+// later returns the later of two times, the zero time counting as earliest.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// updateFallback decides fallback: when no port has or may still get a
+// partner, every port with link up that is not looped collects and may
+// transmit without LACP (the lagg transmits on the one the partner's
+// traffic arrives on, and on the best one by priority then ID until any
+// arrives). The first LACPDU on any port ends it.
 func (e *Engine) updateFallback() {
-	e.fallback = nil
+	e.fallback, e.fbBest = false, nil
 	if !e.cfg.Fallback {
 		return
 	}
@@ -443,11 +501,15 @@ func (e *Engine) updateFallback() {
 		}
 	}
 	for _, p := range e.ports {
-		if p.linkUp && (e.fallback == nil || p.prio < e.fallback.prio) {
-			e.fallback = p // ports are in ID order, so ties keep the lower ID
+		if p.fallbackCandidate() && (e.fbBest == nil || p.prio < e.fbBest.prio) {
+			e.fbBest = p // ports are in ID order, so ties keep the lower ID
 		}
 	}
+	e.fallback = e.fbBest != nil
 }
+
+// fallbackCandidate reports whether the port may carry traffic in fallback.
+func (p *port) fallbackCandidate() bool { return p.linkUp && !p.looped }
 
 // publish bumps the generation when the data-path view changed.
 func (e *Engine) publish() {
@@ -457,7 +519,7 @@ func (e *Engine) publish() {
 			n++
 		}
 	}
-	up := n >= e.cfg.MinPorts || e.fallback != nil
+	up := n >= e.cfg.MinPorts || e.fallback
 	active := 0
 	if e.active != nil {
 		active = e.active.id
@@ -477,7 +539,7 @@ func (e *Engine) publish() {
 }
 
 func (e *Engine) view(p *port) pubView {
-	v := pubView{sel: p.sel, fallback: p == e.fallback}
+	v := pubView{sel: p.sel, fallback: e.fallback && p.fallbackCandidate(), best: p == e.fbBest, looped: p.looped}
 	if p.agg != nil {
 		v.agg = p.agg.id
 	}

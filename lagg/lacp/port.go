@@ -52,10 +52,11 @@ type Counters struct {
 	MarkerRx         uint64 // Marker Information PDUs
 	MarkerResponseRx uint64
 	MarkerResponseTx uint64
-	MarkerDropped    uint64 // responses dropped: queue full under the rate limit
+	MarkerDropped    uint64 // responses dropped: queue full under the slow protocols limit
 	MalformedRx      uint64 // LACP or Marker PDUs failing validation
 	UnknownRx        uint64 // other slow protocols, other Ethertypes
-	LoopbackRx       uint64 // our own LACPDUs (same system ID and priority)
+	LoopbackRx       uint64 // our own LACPDUs (same system ID and priority): the port is looped
+	Loops            uint64 // times the port became looped
 	DisabledRx       uint64 // frames received while the link is down
 	ActorChurn       uint64 // entries into actor CHURN
 	PartnerChurn     uint64 // entries into partner CHURN
@@ -79,6 +80,11 @@ type port struct {
 	heard        bool // a LACPDU arrived since the link came up
 	reset        bool // partner identity changed: detach before reselecting
 	currentWhile time.Time
+	// looped: our own LACPDUs come back on this port (it is cabled to
+	// another port of ours, or reflected), until loopedUntil. A looped port
+	// never has a partner, never falls back and does not hold up fallback.
+	looped      bool
+	loopedUntil time.Time
 
 	// Selection and mux.
 	sel       selState
@@ -94,8 +100,10 @@ type port struct {
 	periodicFast bool
 	ntt          bool
 	lastActor    Info
-	txTimes      [txLimit]time.Time // ring of recent transmissions
+	txTimes      [txLimit]time.Time // ring of recent LACPDU transmissions
 	txNext       int
+	slowTimes    [slowLimit]time.Time // ring of recent slow-protocol transmissions (LACPDUs and Marker Responses)
+	slowNext     int
 	txAt         time.Time // rate limit lifts
 	markers      []MarkerPDU
 
@@ -113,7 +121,9 @@ type pubView struct {
 	sel        selState
 	agg        int
 	coll, dist bool
-	fallback   bool
+	fallback   bool // collects and may transmit without LACP
+	best       bool // the best fallback port
+	looped     bool
 }
 
 func newPort(id PortID, mac [6]byte, pc PortConfig) *port {
@@ -128,8 +138,8 @@ func newPort(id PortID, mac [6]byte, pc PortConfig) *port {
 	}
 }
 
-func (p *port) timers() [6]time.Time {
-	return [6]time.Time{p.currentWhile, p.periodic, p.waitWhile, p.txAt, p.actorChurnAt, p.partnerChurnAt}
+func (p *port) timers() [7]time.Time {
+	return [7]time.Time{p.currentWhile, p.periodic, p.waitWhile, p.txAt, p.actorChurnAt, p.partnerChurnAt, p.loopedUntil}
 }
 
 // due reports whether timer t is armed and expired at now, and disarms it.
@@ -142,15 +152,17 @@ func due(t *time.Time, now time.Time) bool {
 }
 
 // hasPartner reports whether the port has live or recently live partner
-// information (selectable).
+// information (selectable). A looped port's partner information, if any,
+// is stale: what it hears is us.
 func (p *port) hasPartner() bool {
-	return p.linkUp && (p.rx == rxCurrent || (p.rx == rxExpired && p.heard))
+	return p.linkUp && !p.looped && (p.rx == rxCurrent || (p.rx == rxExpired && p.heard))
 }
 
 // pending reports whether the port might still find a partner: its link
-// is up but no LACPDU has arrived and it has not defaulted yet.
+// is up but no LACPDU has arrived and it has not defaulted yet. A looped
+// port will not.
 func (p *port) pending() bool {
-	return p.linkUp && p.rx == rxExpired && !p.heard
+	return p.linkUp && p.rx == rxExpired && !p.heard && !p.looped
 }
 
 func (p *port) attached() bool { return p.mux >= muxAttached }
