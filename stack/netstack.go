@@ -17,6 +17,7 @@ package stack
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -64,23 +65,36 @@ func AddInterface(s *gstack.Stack, id tcpip.NICID, name string, ep gstack.LinkEn
 	return nil
 }
 
-// AddAddress adds addr to NIC id with an on-link route for its prefix.
+// AddAddress adds addr to NIC id with an on-link route for its prefix. The
+// route is derived from the address: one route per subnet, kept while any
+// address of the NIC is in it (see RemoveAddress).
 func AddAddress(s *gstack.Stack, id tcpip.NICID, addr netip.Prefix) error {
 	pa := ProtocolAddress(addr)
 	if err := s.AddProtocolAddress(id, pa, gstack.AddressProperties{}); err != nil {
 		return fmt.Errorf("add address %s: %s", addr, err)
 	}
-	s.AddRoute(tcpip.Route{Destination: pa.AddressWithPrefix.Subnet(), NIC: id})
+	route := tcpip.Route{Destination: pa.AddressWithPrefix.Subnet(), NIC: id}
+	if !slices.Contains(s.GetRouteTable(), route) {
+		s.AddRoute(route)
+	}
 	return nil
 }
 
-// RemoveAddress removes addr and its on-link route from NIC id.
+// RemoveAddress removes addr from NIC id, and the on-link route of its
+// prefix unless another address of the NIC is in the same subnet (with the
+// same prefix length): removing 192.168.1.3/24 keeps 192.168.1.0/24 for
+// 192.168.1.1/24.
 func RemoveAddress(s *gstack.Stack, id tcpip.NICID, addr netip.Prefix) error {
 	pa := ProtocolAddress(addr)
 	if err := s.RemoveAddress(id, pa.AddressWithPrefix.Address); err != nil {
 		return fmt.Errorf("remove address %s: %s", addr, err)
 	}
 	subnet := pa.AddressWithPrefix.Subnet()
+	for _, other := range s.AllAddresses()[id] {
+		if other.Protocol == pa.Protocol && other.AddressWithPrefix.Subnet() == subnet {
+			return nil // another address still needs the route
+		}
+	}
 	s.RemoveRoutes(func(r tcpip.Route) bool { return r.NIC == id && r.Destination == subnet })
 	return nil
 }

@@ -85,7 +85,7 @@ var (
 
 func init() {
 	linkep.RegisterKind("afpacket", func(name string, o linkep.OpenOptions) (linkep.Port, error) {
-		return OpenAFPacket(name, AFPacketOptions{DisableGSO: o.DisableGSO, SpeedMbps: o.SpeedMbps, Netns: o.Netns, Logger: o.Logger})
+		return OpenAFPacket(name, AFPacketOptions{DisableGSO: o.DisableGSO, SpeedMbps: o.SpeedMbps, Netns: o.Netns, RuntimeDir: o.RuntimeDir, Logger: o.Logger})
 	})
 }
 
@@ -99,6 +99,9 @@ type AFPacketOptions struct {
 	// Netns is the network namespace of the interface: "" for the calling
 	// thread's, a name from /var/run/netns, or a path.
 	Netns string
+	// RuntimeDir holds the port's state file (what to put back on the
+	// interface after a crash); "" is DefaultRuntimeDir.
+	RuntimeDir string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -115,7 +118,7 @@ var slowProtocolsMAC = []byte{0x01, 0x80, 0xc2, 0x00, 0x00, 0x02}
 // OpenAFPacket opens host interface name as a port. The interface is brought
 // admin up if it is down (Close puts it back down).
 func OpenAFPacket(name string, opts AFPacketOptions) (*AFPacket, error) {
-	h, err := openHost(name, opts.Netns, opts.SpeedMbps, opts.Logger)
+	h, err := openHost(name, opts.Netns, opts.SpeedMbps, opts.RuntimeDir, opts.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ var (
 
 func init() {
 	linkep.RegisterKind("tap", func(name string, o linkep.OpenOptions) (linkep.Port, error) {
-		return OpenTAP(name, TAPOptions{SpeedMbps: o.SpeedMbps, Netns: o.Netns, Logger: o.Logger})
+		return OpenTAP(name, TAPOptions{SpeedMbps: o.SpeedMbps, Netns: o.Netns, RuntimeDir: o.RuntimeDir, Logger: o.Logger})
 	})
 }
 
@@ -80,6 +80,9 @@ type TAPOptions struct {
 	// Netns is the network namespace of the TAP: "" for the calling
 	// thread's, a name from /var/run/netns, or a path.
 	Netns string
+	// RuntimeDir holds the port's state file (what to put back on the
+	// interface after a crash); "" is DefaultRuntimeDir.
+	RuntimeDir string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -89,7 +92,7 @@ type TAPOptions struct {
 // away with the port. The TAP is brought admin up. Its MAC stays the host
 // side's; the port starts with a random locally administered MAC.
 func OpenTAP(name string, opts TAPOptions) (*TAP, error) {
-	h, err := openHost(name, opts.Netns, opts.SpeedMbps, opts.Logger)
+	h, err := openHost(name, opts.Netns, opts.SpeedMbps, opts.RuntimeDir, opts.Logger)
 	if err != nil {
 		return nil, err
 	}

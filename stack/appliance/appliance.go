@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -18,8 +20,23 @@ import (
 	ustack "github.com/ulagg/ulagg/stack"
 )
 
-// PortOpener opens a child endpoint for a configured port.
+// PortOpener opens a child endpoint for a configured port. An error that
+// wraps ErrPortMissing (or, for host kinds, one that host.IsMissing
+// recognises) says that the port's interface does not exist now: the
+// appliance keeps such a port configured, shows it as missing, and attaches
+// it when it appears (see PortWatcher).
 type PortOpener func(p config.Port, log *slog.Logger) (linkep.Port, error)
+
+// PortWatcher tells the appliance when the interface of a missing port may
+// have appeared: it calls appeared (from any goroutine, without blocking)
+// then, and at once if the interface exists already. cancel stops it and
+// must not wait for a running appeared call to return... which never
+// blocks anyway.
+type PortWatcher func(p config.Port, appeared func()) (cancel func(), err error)
+
+// ErrPortMissing is the error (wrapped) of a PortOpener whose port's
+// interface does not exist.
+var ErrPortMissing = errors.New("no such interface")
 
 // Options configure an Appliance.
 type Options struct {
@@ -27,20 +44,49 @@ type Options struct {
 	// OpenPort opens ports; nil opens host interfaces and TAP devices with
 	// linkep.Open. Tests pass one that hands out in-memory wire ends.
 	OpenPort PortOpener
+	// WatchPort watches for a missing port's interface; nil follows
+	// rtnetlink announcements by name (host.WatchAppear) for the host kinds
+	// and retries with backoff for other kinds.
+	WatchPort PortWatcher
+	// Strict refuses a configuration (at start and on reload) that names a
+	// port whose interface is missing, instead of running without it.
+	Strict bool
 }
 
 // Appliance is the running ulagg: one gVisor stack, a NIC per lagg, and the
-// services. Every change goes through its methods, which are serialised, so
-// the control socket, a reload and the initial configuration share one path.
+// services. Every change goes through one reconciliation (reconcile.go),
+// serialised by mu, so that startup, the control socket and a reload share
+// one path; status readers read what it publishes and never wait for it.
 type Appliance struct {
 	log *slog.Logger
 	s   *gstack.Stack
-
-	mu sync.Mutex
 	// +checklocks:mu
 	open PortOpener
 	// +checklocks:mu
-	cfg *config.Config // what is applied now
+	watch PortWatcher
+	// +checklocks:mu
+	strict bool
+
+	// pub is what status readers see (Status, Config, Lagg, NIC),
+	// published at the end of each reconciliation and when a port's
+	// interface comes or goes.
+	pub atomic.Pointer[published]
+
+	// Events from the laggs and the watchers, handled on routineEvents
+	// under mu (a lagg's event handler must not wait for mu: a
+	// reconciliation holding mu may be closing that lagg).
+	evMu sync.Mutex
+	// +checklocks:evMu
+	evQ    []portEvent
+	evKick chan struct{}
+	evStop chan struct{}
+	evDone chan struct{}
+
+	mu sync.Mutex
+	// +checklocks:mu
+	cfg *config.Config // the configuration in force: what runs, and ports configured but missing
+	// +checklocks:mu
+	base *config.Config // the file as last loaded or saved: cfg without runtime changes
 	// +checklocks:mu
 	ifaces map[string]*iface
 	// +checklocks:mu
@@ -51,13 +97,23 @@ type Appliance struct {
 	closed bool
 }
 
-// iface is one lagg and its NIC.
+// iface is one lagg and its NIC. attached and missing are guarded by
+// Appliance.mu.
 type iface struct {
-	l   *lagg.Lagg
-	nic tcpip.NICID
+	name string
+	l    *lagg.Lagg
+	nic  tcpip.NICID
+	// attached: the configured ports that are in the lagg, as configured.
+	attached map[string]config.Port
+	// missing: the configured ports whose interface does not exist, each
+	// waiting for it.
+	missing map[string]*missingPort
 }
 
-// New builds the stack and applies cfg. On error nothing is left running.
+// New builds the stack and applies cfg. A port whose interface is missing
+// does not stop it (unless opts.Strict): the lagg runs without it, a
+// warning says so, and the port is attached when its interface appears. On
+// error nothing is left running.
 func New(cfg *config.Config, opts Options) (*Appliance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -69,10 +125,14 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 	a := &Appliance{
 		log:     opts.Logger,
 		open:    opts.OpenPort,
+		watch:   opts.WatchPort,
+		strict:  opts.Strict,
 		s:       s,
-		cfg:     config.Default(),
 		ifaces:  map[string]*iface{},
 		nextNIC: 1,
+		evKick:  make(chan struct{}, 1),
+		evStop:  make(chan struct{}),
+		evDone:  make(chan struct{}),
 	}
 	if a.log == nil {
 		a.log = slog.Default()
@@ -80,72 +140,91 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 	if a.open == nil {
 		a.open = OpenHostPort
 	}
-	a.cfg.Control, a.cfg.Metrics = cfg.Control, cfg.Metrics
-	a.services = newServices(a)
-	a.mu.Lock()
-	for _, lc := range cfg.Laggs {
-		if err := a.createLaggLocked(lc); err != nil {
-			a.mu.Unlock()
-			a.Close()
-			return nil, err
-		}
+	if a.watch == nil {
+		a.watch = watchHostPort
 	}
-	if err := a.services.apply(cfg.Services, a.nicsLocked()); err != nil {
-		a.mu.Unlock()
+	// Start from cfg without laggs and services: the rest (control,
+	// metrics, limits) is the runtime's, not changed here.
+	start := cfg.Clone()
+	start.Laggs, start.Services = nil, nil
+	a.services = newServices(a)
+	go a.routineEvents()
+	a.mu.Lock()
+	a.cfg = start
+	a.publishLocked()
+	res, err := a.reconcileLocked(cfg, reconcileOptions{retryMissing: true, refuseMissing: opts.Strict})
+	if err == nil {
+		a.base = a.cfg.Clone()
+	}
+	a.mu.Unlock()
+	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	a.cfg.Services = slices.Clone(cfg.Services)
-	a.mu.Unlock()
+	if len(res.Missing) > 0 {
+		a.log.Warn("starting degraded: configured ports are missing; each is attached when its interface appears (`ip -br link` lists the interfaces; `ulagg run --strict` refuses to start instead)",
+			"missing", strings.Join(res.Missing, ", "))
+	}
 	return a, nil
 }
 
 // OpenHostPort opens an AF_PACKET or TAP port by its configured kind.
 func OpenHostPort(p config.Port, log *slog.Logger) (linkep.Port, error) {
-	return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{SpeedMbps: p.SpeedMbps, Logger: log})
+	return linkep.Open(p.Kind, p.Name, PortOpenOptions(p, log))
+}
+
+// PortOpenOptions are the options OpenHostPort opens configured port p
+// with (speed, GSO); a PortOpener of an embedder or a test starts from them
+// and adds its own (a network namespace). What config.Port.SameOpening
+// compares is what this passes on.
+func PortOpenOptions(p config.Port, log *slog.Logger) linkep.OpenOptions {
+	return linkep.OpenOptions{SpeedMbps: p.SpeedMbps, DisableGSO: p.DisableGSO, Logger: log}
 }
 
 // Stack returns the gVisor stack.
 func (a *Appliance) Stack() *gstack.Stack { return a.s }
 
 // Config returns a copy of the configuration in force, including runtime
-// changes.
+// changes and ports configured but missing. It does not wait for a change
+// in progress.
 func (a *Appliance) Config() *config.Config {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cfg.Clone()
+	return a.pub.Load().cfg.Clone()
 }
 
 // Lagg returns the lagg named name, or nil.
 func (a *Appliance) Lagg(name string) *lagg.Lagg {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if i := a.ifaces[name]; i != nil {
-		return i.l
+	if p, ok := a.pub.Load().laggs[name]; ok {
+		return p.l
 	}
 	return nil
 }
 
 // NIC returns the NIC id of lagg name, or 0.
 func (a *Appliance) NIC(name string) tcpip.NICID {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if i := a.ifaces[name]; i != nil {
-		return i.nic
+	if p, ok := a.pub.Load().laggs[name]; ok {
+		return p.nic
 	}
 	return 0
 }
 
 // Status returns every lagg's status, in configuration order, with its
-// addresses.
+// addresses and its missing ports. It reads what the last change published
+// and the laggs' own state, and never waits for a change in progress.
 func (a *Appliance) Status() []LaggStatus {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	p := a.pub.Load()
 	var out []LaggStatus
-	for _, lc := range a.cfg.Laggs {
-		if i := a.ifaces[lc.Name]; i != nil {
-			out = append(out, LaggStatus{Status: i.l.Status(), Addresses: slices.Clone(lc.Addresses), AdminUp: !lc.Down})
+	for _, lc := range p.cfg.Laggs {
+		pl, ok := p.laggs[lc.Name]
+		if !ok {
+			continue
 		}
+		st := LaggStatus{Status: pl.l.Status(), Addresses: slices.Clone(lc.Addresses), AdminUp: !lc.Down}
+		for _, m := range pl.missing {
+			if st.Port(m.Name) == nil { // attached since
+				st.Missing = append(st.Missing, m)
+			}
+		}
+		out = append(out, st)
 	}
 	return out
 }
@@ -155,94 +234,45 @@ type LaggStatus struct {
 	lagg.Status
 	Addresses []netip.Prefix
 	AdminUp   bool
+	// Missing lists the configured ports whose interface does not exist;
+	// each is attached when it appears.
+	Missing []MissingPort
+}
+
+// MissingPort is a configured port whose interface is missing.
+type MissingPort struct {
+	config.Port
+	Reason string // why, as the last attempt to open it said
 }
 
 // CreateLagg creates a lagg from lc (validated as part of the whole config).
 func (a *Appliance) CreateLagg(lc config.Lagg) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	next := a.cfg.Clone()
-	next.Laggs = append(next.Laggs, lc)
-	if err := next.Validate(); err != nil {
-		return err
-	}
-	return a.createLaggLocked(lc)
-}
-
-// +checklocks:a.mu
-func (a *Appliance) createLaggLocked(lc config.Lagg) error {
-	if a.closed {
-		return errors.New("appliance is closed")
-	}
-	if a.ifaces[lc.Name] != nil {
+	if a.cfg.Lagg(lc.Name) != nil {
 		return fmt.Errorf("%s already exists", lc.Name)
 	}
-	settings, err := laggConfig(lc)
-	if err != nil {
-		return err
-	}
-	l, err := lagg.New(lagg.Options{Name: lc.Name, Config: settings, Logger: a.log})
-	if err != nil {
-		return err
-	}
-	nic := a.nextNIC
-	if err := ustack.AddInterface(a.s, nic, lc.Name, l, nil); err != nil {
-		l.Close()
-		return err
-	}
-	a.nextNIC++
-	i := &iface{l: l, nic: nic}
-	a.ifaces[lc.Name] = i
-	l.SetAnnouncer(func() {
-		if err := ustack.Announce(a.s, nic); err != nil {
-			a.log.Debug("announce", "lagg", lc.Name, "err", err)
-		}
-	})
-	applied := config.NewLagg(lc.Name)
-	applied.Proto, applied.MTU, applied.MAC = lc.Proto, lc.MTU, lc.MAC
-	applied.Hash, applied.UpDelay, applied.DownDelay = lc.Hash, lc.UpDelay, lc.DownDelay
-	applied.Failover, applied.LACP, applied.RoundRobin = lc.Failover, lc.LACP, lc.RoundRobin
-	a.cfg.Laggs = append(a.cfg.Laggs, applied)
-	// Down before any port or address: a lagg created down never carries a
-	// frame.
-	if err := a.setAdminLocked(lc.Name, lc.Down); err != nil {
-		a.destroyLaggLocked(lc.Name)
-		return err
-	}
-	if err := a.applyLaggLocked(lc); err != nil {
-		a.destroyLaggLocked(lc.Name)
-		return err
-	}
-	a.log.Info("lagg created", "lagg", lc.Name, "proto", lc.Proto, "ports", len(lc.Ports), "addresses", len(lc.Addresses))
-	return nil
+	next := a.cfg.Clone()
+	next.Laggs = append(next.Laggs, lc)
+	return a.applyLocked(next, reconcileOptions{refuseNewMissing: true})
 }
 
 // DestroyLagg removes a lagg, giving its ports back their MAC and MTU.
 func (a *Appliance) DestroyLagg(name string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.ifaces[name] == nil {
+	if a.cfg.Lagg(name) == nil {
 		return fmt.Errorf("%s does not exist", name)
 	}
-	a.destroyLaggLocked(name)
-	return nil
-}
-
-// +checklocks:a.mu
-func (a *Appliance) destroyLaggLocked(name string) {
-	i := a.ifaces[name]
-	delete(a.ifaces, name)
-	a.cfg.Laggs = slices.DeleteFunc(a.cfg.Laggs, func(l config.Lagg) bool { return l.Name == name })
-	if err := a.s.RemoveNIC(i.nic); err != nil {
-		a.log.Warn("remove NIC", "lagg", name, "err", err)
-	}
-	i.l.Close()
-	a.log.Info("lagg destroyed", "lagg", name)
+	next := a.cfg.Clone()
+	next.Laggs = slices.DeleteFunc(next.Laggs, func(l config.Lagg) bool { return l.Name == name })
+	return a.applyLocked(next, reconcileOptions{})
 }
 
 // ApplyLagg changes a running lagg to match lc: protocol, options, MTU, MAC,
-// ports and addresses, touching only what differs. It applies all of it or,
-// if a step fails, puts back what it changed and returns the error.
+// ports, addresses and admin state, touching only what differs. It applies
+// all of it or, if a step fails, puts back what it changed and returns the
+// error.
 func (a *Appliance) ApplyLagg(lc config.Lagg) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -252,126 +282,18 @@ func (a *Appliance) ApplyLagg(lc config.Lagg) error {
 		return fmt.Errorf("%s does not exist", lc.Name)
 	}
 	*cur = lc
+	return a.applyLocked(next, reconcileOptions{refuseNewMissing: true})
+}
+
+// applyLocked validates next and reconciles to it.
+//
+// +checklocks:a.mu
+func (a *Appliance) applyLocked(next *config.Config, o reconcileOptions) error {
 	if err := next.Validate(); err != nil {
 		return err
 	}
-	return a.applyLaggLocked(lc)
-}
-
-// +checklocks:a.mu
-func (a *Appliance) applyLaggLocked(want config.Lagg) error {
-	old := cloneLagg(*a.cfg.Lagg(want.Name))
-	if err := a.stepLaggLocked(want); err != nil {
-		if rerr := a.stepLaggLocked(old); rerr != nil {
-			a.log.Error("rolling back a failed change", "lagg", want.Name, "err", rerr)
-		}
-		return err
-	}
-	return nil
-}
-
-// stepLaggLocked moves the running lagg from the applied config towards
-// want: its settings in one lagg.Apply (itself all or nothing), then ports
-// and addresses one by one, updating the applied config step by step so a
-// rollback knows where it stands.
-//
-// +checklocks:a.mu
-func (a *Appliance) stepLaggLocked(want config.Lagg) error {
-	i := a.ifaces[want.Name]
-	cur := a.cfg.Lagg(want.Name)
-	l := i.l
-	settings, err := laggConfig(want)
-	if err != nil {
-		return err
-	}
-	if err := l.Apply(settings); err != nil {
-		return err
-	}
-	cur.Proto, cur.MTU, cur.MAC, cur.Hash = want.Proto, want.MTU, slices.Clone(want.MAC), slices.Clone(want.Hash)
-	cur.UpDelay, cur.DownDelay, cur.Failover, cur.LACP, cur.RoundRobin = want.UpDelay, want.DownDelay, want.Failover, want.LACP, want.RoundRobin
-	// Ports: remove what left or changed kind, then add and re-prioritise.
-	for _, p := range slices.Clone(cur.Ports) {
-		w := findPort(want.Ports, p.Name)
-		if w != nil && w.Kind == p.Kind && w.SpeedMbps == p.SpeedMbps {
-			continue
-		}
-		if err := l.RemovePort(p.Name); err != nil {
-			return err
-		}
-		cur.Ports = slices.DeleteFunc(cur.Ports, func(q config.Port) bool { return q.Name == p.Name })
-	}
-	for _, w := range want.Ports {
-		c := findPort(cur.Ports, w.Name)
-		if c == nil {
-			child, err := a.open(w, a.log)
-			if err != nil {
-				return fmt.Errorf("%s: port %s: %w", want.Name, w.Name, err)
-			}
-			if err := l.AddPort(child, w.Priority); err != nil {
-				child.Close()
-				return err
-			}
-			cur.Ports = append(cur.Ports, w)
-			continue
-		}
-		if c.Priority != w.Priority {
-			if err := l.SetPortPriority(w.Name, w.Priority); err != nil {
-				return err
-			}
-			c.Priority = w.Priority
-		}
-	}
-	// Keep the configured order of ports.
-	slices.SortStableFunc(cur.Ports, func(x, y config.Port) int {
-		return portIndex(want.Ports, x.Name) - portIndex(want.Ports, y.Name)
-	})
-	// Addresses.
-	for _, p := range slices.Clone(cur.Addresses) {
-		if !slices.Contains(want.Addresses, p) {
-			if err := ustack.RemoveAddress(a.s, i.nic, p); err != nil {
-				return err
-			}
-			cur.Addresses = slices.DeleteFunc(cur.Addresses, func(q netip.Prefix) bool { return q == p })
-		}
-	}
-	added := false
-	for _, p := range want.Addresses {
-		if !slices.Contains(cur.Addresses, p) {
-			if err := ustack.AddAddress(a.s, i.nic, p); err != nil {
-				return err
-			}
-			cur.Addresses = append(cur.Addresses, p)
-			added = true
-		}
-	}
-	if added {
-		if err := ustack.Announce(a.s, i.nic); err != nil {
-			a.log.Debug("announce", "lagg", want.Name, "err", err)
-		}
-	}
-	return nil
-}
-
-func cloneLagg(l config.Lagg) config.Lagg {
-	return (&config.Config{Laggs: []config.Lagg{l}}).Clone().Laggs[0]
-}
-
-func findPort(ports []config.Port, name string) *config.Port {
-	for i := range ports {
-		if ports[i].Name == name {
-			return &ports[i]
-		}
-	}
-	return nil
-}
-
-func portIndex(ports []config.Port, name string) int {
-	for i := range ports {
-		if ports[i].Name == name {
-			return i
-		}
-	}
-	return len(ports)
+	_, err := a.reconcileLocked(next, o)
+	return err
 }
 
 // laggConfig converts a configured lagg to the endpoint's settings.
@@ -397,43 +319,15 @@ func laggConfig(lc config.Lagg) (lagg.Config, error) {
 		Key:            lc.LACP.Key,
 		MinPorts:       lc.LACP.MinPorts,
 		Fallback:       lc.LACP.Fallback,
+		Select:         lagg.LACPSelect(lc.LACP.Select),
 	}
 	return c, nil
 }
 
-// Reload applies a new configuration, changing only what differs. The new
-// file must validate as a whole first; if applying fails part-way, the laggs
-// already changed keep their new state and the error says where it stopped.
+// Reload applies a new configuration, changing only what differs, all of
+// it or nothing: it is ReloadConfig.
 func (a *Appliance) Reload(next *config.Config) error {
-	if err := next.Validate(); err != nil {
-		return err
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var errs []error
-	for _, ch := range config.Diff(a.cfg, next) {
-		var err error
-		switch ch.Op {
-		case "remove-lagg":
-			a.destroyLaggLocked(ch.Lagg)
-		case "add-lagg":
-			err = a.createLaggLocked(*ch.New)
-		case "update-lagg":
-			err = a.applyLaggLocked(*ch.New)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ch.Lagg, err))
-		}
-	}
-	if !config.ServicesEqual(a.cfg, next) {
-		if err := a.services.apply(next.Services, a.nicsLocked()); err != nil {
-			errs = append(errs, err)
-		} else {
-			a.cfg.Services = slices.Clone(next.Services)
-		}
-	}
-	a.cfg.Control, a.cfg.Metrics = next.Control, next.Metrics
-	return errors.Join(errs...)
+	return a.ReloadConfig(next)
 }
 
 // nicsLocked maps each lagg to its NIC.
@@ -458,13 +352,17 @@ func (a *Appliance) Close() {
 	a.closed = true
 	svc := a.services
 	a.mu.Unlock()
+	close(a.evStop)
+	<-a.evDone
 	svc.close()
 	a.mu.Lock()
 	for _, lc := range slices.Clone(a.cfg.Laggs) {
-		if a.ifaces[lc.Name] != nil {
-			a.destroyLaggLocked(lc.Name)
+		if i := a.ifaces[lc.Name]; i != nil {
+			a.destroyIfaceLocked(i)
 		}
 	}
+	a.cfg.Laggs = nil
+	a.publishLocked()
 	a.mu.Unlock()
 	a.s.Close()
 	a.s.Wait()

@@ -87,12 +87,20 @@ func FormatStatus(w io.Writer, st LaggStatus, lc *config.Lagg, o FormatOptions) 
 	fmt.Fprintf(b, "%s: flags=%s mtu %d\n", st.Name, bitString(IfFlags(st), ifFlagNames), st.MTU)
 	fmt.Fprintf(b, "\tlaggproto %s\n", st.Proto)
 	formatProto(b, st, lc, o)
-	if len(st.Ports) > 0 {
+	if len(st.Ports) > 0 || len(st.Missing) > 0 {
 		b.WriteString("\tlaggport:\n")
 		for _, p := range st.Ports {
 			fmt.Fprintf(b, "\t\t%s pri=%d flags=%s\n", p.Name, p.Priority, portFlagString(p.Flags))
 			if o.Verbose {
 				formatPortVerbose(b, p)
+			}
+		}
+		// Configured ports whose interface is missing, attached when it
+		// appears.
+		for _, m := range st.Missing {
+			fmt.Fprintf(b, "\t\t%s pri=%d flags=0x0 <MISSING>\n", m.Name, m.Priority)
+			if o.Verbose && m.Reason != "" {
+				fmt.Fprintf(b, "\t\t\tinterface missing (%s); attached when it appears\n", m.Reason)
 			}
 		}
 	}
@@ -138,11 +146,22 @@ func formatProto(b *strings.Builder, st LaggStatus, lc *config.Lagg, o FormatOpt
 			if lc.LACP.Fallback {
 				fb = "on"
 			}
-			fmt.Fprintf(b, "\t\tmin ports=%d, rate=%s, mode=%s, fallback=%s\n", lc.LACP.MinPorts, lc.LACP.Rate, lc.LACP.Mode, fb)
+			sel := ""
+			if lc.LACP.Select != "" && lc.LACP.Select != "stable" { // the default is not shown
+				sel = ", select=" + lc.LACP.Select
+			}
+			fmt.Fprintf(b, "\t\tmin ports=%d, rate=%s, mode=%s, fallback=%s%s\n", lc.LACP.MinPorts, lc.LACP.Rate, lc.LACP.Mode, fb, sel)
 		}
 		if st.LACP != nil {
 			fmt.Fprintf(b, "\t\tactor=%s\n", lacpID(st.LACP.Actor.SystemPriority, st.LACP.Actor.System, st.LACP.Actor.Key))
 			fmt.Fprintf(b, "\t\tpartner=%s\n", lacpID(st.LACP.Partner.SystemPriority, st.LACP.Partner.System, st.LACP.Partner.Key))
+			if st.LACP.PartnerMismatch {
+				fmt.Fprintf(b, "\t\talarm: ports see %d partner systems (raised %d times): a miscabled or rogue link; only the active aggregator carries traffic (select %s)\n",
+					st.LACP.PartnerSystems, st.LACP.PartnerMismatches, st.LACP.Select)
+			}
+			if st.LACP.LoopedPorts > 0 {
+				fmt.Fprintf(b, "\t\talarm: %d looped ports: our own LACPDUs come back on them\n", st.LACP.LoopedPorts)
+			}
 		}
 	}
 	if o.Verbose && (st.Proto == config.ProtoLoadBalance || st.Proto == config.ProtoLACP) {
@@ -161,6 +180,9 @@ func formatPortVerbose(b *strings.Builder, p lagg.PortStatus) {
 		fmt.Fprintf(b, "\t\t\tpartner=%s\n", lacpID(l.Partner.SystemPriority, l.Partner.System, l.Partner.Key))
 		fmt.Fprintf(b, "\t\t\tpartner: port=%04X prio=%04X state=%s\n", l.Partner.Port, l.Partner.PortPriority, l.Partner.State)
 		fmt.Fprintf(b, "\t\t\tmux=%s rx=%s %s, lacpdu in=%d out=%d\n", l.Mux, l.Rx, l.Selected, l.Counters.LACPDUsRx, l.Counters.LACPDUsTx)
+		if l.Looped {
+			fmt.Fprintf(b, "\t\t\tlooped: our own LACPDUs come back (%d); no traffic\n", l.Counters.LoopbackRx)
+		}
 	}
 	link := "down"
 	if p.LinkUp {

@@ -37,6 +37,10 @@ type PortJSON struct {
 	// them (PACKET_STATISTICS), for ports that know.
 	KernelDrops uint64               `json:"kernel_drops"`
 	LACP        *lagg.LACPPortStatus `json:"lacp,omitempty"`
+	// Missing: the port is configured but its interface does not exist;
+	// it is attached when it appears. Reason says what opening it said.
+	Missing bool   `json:"missing,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // StatusJSON converts statuses to their JSON form.
@@ -64,6 +68,11 @@ func StatusJSON(sts []LaggStatus) []LaggJSON {
 			j.Ports = append(j.Ports, PortJSON{
 				Name: p.Name, Priority: p.Priority, Flags: p.Flags.String(), Link: link,
 				MTU: p.MTU, MAC: p.MAC.String(), SpeedMbps: p.SpeedMbps, Counters: p.Counters, KernelDrops: p.KernelDrops, LACP: p.LACP,
+			})
+		}
+		for _, m := range st.Missing {
+			j.Ports = append(j.Ports, PortJSON{
+				Name: m.Name, Priority: m.Priority, Flags: "0x0", Link: "missing", Missing: true, Reason: m.Reason,
 			})
 		}
 		out = append(out, j)
