@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
 
@@ -24,7 +25,8 @@ func init() {
 	commands = append(commands,
 		command{"ifconfig", "[-alv] [LAGG [OPTION...]]", "show or change laggs, NetBSD ifconfig syntax", cmdIfconfig},
 		command{"save", "[-s SOCKET]", "write the running configuration to the file", cmdSave},
-		command{"reload", "[-s SOCKET]", "re-read the file, apply the difference", cmdReload},
+		command{"reload", "[-s SOCKET] [--force] [--dry-run]", "re-read the file, apply the difference", cmdReload},
+		command{"diff", "[-s SOCKET]", "show what a reload would change", cmdDiff},
 		command{"capture", "[-c N] -w FILE LAGG [PORT]", "write what a lagg sends and receives as pcap", cmdCapture},
 	)
 }
@@ -144,8 +146,40 @@ func cmdSave(args []string, stdout, stderr io.Writer) error {
 	return simpleCall("save", appliance.CmdSave, args, stdout, stderr)
 }
 
+// cmdReload prints each change it applied. It refuses to undo runtime
+// changes (ulagg ifconfig) that were never saved, listing them, unless
+// --force; --dry-run (or ulagg diff) only shows what would change.
 func cmdReload(args []string, stdout, stderr io.Writer) error {
-	return simpleCall("reload", appliance.CmdReload, args, stdout, stderr)
+	fs := newFlags("reload", stderr)
+	sock := fs.String("s", defaultSocket(), "control `SOCKET` path")
+	force := fs.Bool("force", false, "apply the file even if that undoes runtime changes never saved")
+	dry := fs.Bool("dry-run", false, "show what would change, change nothing (as ulagg diff)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return reloadCall(*sock, appliance.ControlRequest{Cmd: appliance.CmdReload, Force: *force, DryRun: *dry}, stdout)
+}
+
+// cmdDiff shows the running configuration against the file, applying
+// nothing.
+func cmdDiff(args []string, stdout, stderr io.Writer) error {
+	sock, err := socketFlag("diff", args, stderr)
+	if err != nil {
+		return err
+	}
+	return reloadCall(sock, appliance.ControlRequest{Cmd: appliance.CmdReload, DryRun: true}, stdout)
+}
+
+func reloadCall(sock string, req appliance.ControlRequest, stdout io.Writer) error {
+	resp, err := appliance.ControlCall(sock, req)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, resp.Output)
+	return nil
 }
 
 func simpleCall(name, cmd string, args []string, stdout, stderr io.Writer) error {
@@ -190,11 +224,12 @@ func cmdCapture(args []string, stdout, stderr io.Writer) error {
 	if len(pos) == 2 {
 		req.Port = pos[1]
 	}
-	stream, err := appliance.ControlCapture(*sock, req)
+	stream, err := appliance.StartCapture(*sock, req)
 	if err != nil {
 		return err
 	}
-	// Ctrl-C ends the capture: closing the stream tells the server.
+	// Ctrl-C ends the capture: half-closing the stream tells the server,
+	// which sends what it still has and how many frames it dropped.
 	var interrupted atomic.Bool
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -205,7 +240,9 @@ func cmdCapture(args []string, stdout, stderr io.Writer) error {
 		select {
 		case <-sigs:
 			interrupted.Store(true)
-			stream.Close()
+			if stream.Stop(2*time.Second) != nil {
+				stream.Close()
+			}
 		case <-quit:
 		}
 	}()
@@ -231,6 +268,9 @@ func cmdCapture(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stderr, "%s captured to %s\n", framesWord(n), name)
+	if sum, ok := stream.Summary(); ok && sum.Dropped > 0 {
+		fmt.Fprintf(stderr, "%s dropped (the capture could not keep up)\n", framesWord(int(sum.Dropped)))
+	}
 	return nil
 }
 

@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/ratelog"
+	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
 
@@ -31,7 +34,7 @@ type command struct {
 
 // commands lists the subcommands; other files add theirs in init.
 var commands = []command{
-	{"run", "-c FILE [--dry-run]", "run the appliance in the foreground", cmdRun},
+	{"run", "-c FILE [--dry-run] [--strict] [--stop-timeout D]", "run the appliance in the foreground", cmdRun},
 	{"version", "", "print the version", cmdVersion},
 }
 
@@ -112,12 +115,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	file := fs.String("c", "", "configuration `FILE` (TOML)")
 	dry := fs.Bool("dry-run", false, "check the configuration and exit")
+	strict := fs.Bool("strict", false, "refuse to start (and to reload) if a configured port's interface is missing, instead of running without it until it appears")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	stopTimeout := fs.Duration("stop-timeout", defaultStopTimeout,
+		"after SIGTERM or SIGINT, exit by then even if the clean stop has not finished (the next start puts the host interfaces back)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *file == "" {
 		return fmt.Errorf("%w: -c FILE is required", errUsage)
+	}
+	if *stopTimeout <= 0 {
+		return fmt.Errorf("%w: --stop-timeout must be positive", errUsage)
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
@@ -131,7 +140,21 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: configuration is valid (%d laggs, %d services)\n", *file, len(cfg.Laggs), len(cfg.Services))
 		return nil
 	}
-	a, err := appliance.New(cfg, appliance.Options{Logger: log})
+	// SIGHUP is caught from here on: its default action would kill a
+	// process still starting; one that comes now is served once running.
+	// SIGTERM and SIGINT keep their default action (an immediate exit)
+	// until the signal loop runs; the ports' state files make that safe.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	// Before anything allocates: a flood from the wire must not grow the
+	// process without bound (see appliance.ApplyMemoryLimit).
+	if limit, from := appliance.ApplyMemoryLimit(cfg.Limits); limit == math.MaxInt64 {
+		log.Info("no memory limit", "from", from)
+	} else {
+		log.Info("memory limit", "mib", limit>>20, "from", from)
+	}
+	a, err := appliance.New(cfg, appliance.Options{Logger: log, OpenPort: hostPortOpener(cfg.Control.RuntimeDirOrDefault()), Strict: *strict})
 	if err != nil {
 		return err
 	}
@@ -142,24 +165,70 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("ulagg running", "version", version, "config", *file, "laggs", len(cfg.Laggs))
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	for {
+	// The signal loop never does the work itself: SIGHUP only requests a
+	// reload (the runtime's reload goroutine runs it) and SIGTERM starts
+	// the stop, so both are always seen, whatever is in progress.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	for stopping := false; !stopping; {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				rt.reload()
+				log.Info("reload requested", "signal", sig.String())
+				rt.requestReload()
 				continue
 			}
 			log.Info("stopping", "signal", sig.String())
 		case <-rt.done():
 			log.Info("stopping", "reason", "runtime ended")
 		}
+		stopping = true
+	}
+	return stop(rt, a, sigs, *stopTimeout, log)
+}
+
+// defaultStopTimeout keeps the exit after SIGTERM within a second.
+const defaultStopTimeout = 800 * time.Millisecond
+
+// stop closes the runtime and the appliance (the ports put their host
+// interfaces back) and waits for that at most timeout, or until a second
+// SIGTERM or SIGINT. Past that it returns without waiting, and the process
+// exits: the state files left under the runtime directory let the next
+// start put the interfaces back.
+func stop(rt *runtime, a *appliance.Appliance, sigs <-chan os.Signal, timeout time.Duration, log *slog.Logger) error {
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
 		rt.close()
 		a.Close()
-		log.Info("stopped")
-		return nil
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		case <-t.C:
+			log.Error("stopped without finishing: the clean stop took longer than --stop-timeout; the next start puts the host interfaces back", "timeout", timeout)
+			return fmt.Errorf("the clean stop did not finish within %v", timeout)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				continue
+			}
+			log.Error("stopped without finishing: a second signal; the next start puts the host interfaces back", "signal", sig.String())
+			return fmt.Errorf("stopped by a second %s", sig)
+		}
+	}
+}
+
+// hostPortOpener opens the configured ports with their state files (what
+// to put back on the host interfaces after a crash) under runDir.
+func hostPortOpener(runDir string) appliance.PortOpener {
+	return func(p config.Port, log *slog.Logger) (linkep.Port, error) {
+		o := appliance.PortOpenOptions(p, log) // speed, gso
+		o.RuntimeDir = runDir
+		return linkep.Open(p.Kind, p.Name, o)
 	}
 }
 

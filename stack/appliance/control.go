@@ -24,7 +24,10 @@ import (
 // line; the server answers with one ControlResponse as a JSON line and
 // closes. For capture, a response with OK set is followed by a pcap stream
 // (Ethernet link type) that ends when Count frames were sent, the client
-// closes the connection, or the server stops.
+// closes or half-closes the connection, or the server stops; then comes an
+// end record (a CaptureSummary: frames sent, frames dropped because the
+// client did not keep up), which StartCapture's stream reads for the
+// client (see control_capture.go).
 const (
 	CmdIfconfig = "ifconfig" // Args: LAGG OPTION... (NetBSD ifconfig syntax)
 	CmdStatus   = "status"   // Lagg ("" = every lagg), Verbose, JSON, Names
@@ -43,6 +46,10 @@ type ControlRequest struct {
 	Verbose bool     `json:"verbose,omitempty"`
 	JSON    bool     `json:"json,omitempty"`
 	Names   bool     `json:"names,omitempty"`
+	// Reload: Force discards runtime changes never saved; DryRun only
+	// reports what would change (ulagg diff).
+	Force  bool `json:"force,omitempty"`
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // ControlResponse answers a request. Output is text for the user.
@@ -56,8 +63,6 @@ type ControlResponse struct {
 const (
 	maxRequest     = 1 << 20
 	requestTimeout = 10 * time.Second
-	captureQueue   = 4096
-	captureSnaplen = 262144
 )
 
 // ControlOptions configure ListenControl.
@@ -67,14 +72,26 @@ type ControlOptions struct {
 	// ConfigFile is the file that save writes and reload reads; "" refuses
 	// both.
 	ConfigFile string
-	// Reload replaces the default reload (Appliance.ReloadFile of
+	// Reload replaces the default reload (Appliance.ReloadFileWith of
 	// ConfigFile), so that a runtime can share its SIGHUP handling.
-	Reload func() error
+	Reload func(ReloadOptions) (ReloadResult, error)
 	// KindOf names the kind of a port new to the configuration
 	// (config.IfconfigCommand.Apply); nil means afpacket.
 	KindOf func(name string) string
 	Logger *slog.Logger
+
+	// accept replaces ln.AcceptUnix, for tests that inject errors.
+	accept func(ln *net.UnixListener) (*net.UnixConn, error)
 }
+
+// Limits of the accept loop: concurrent connections (one more is answered
+// with an error and closed), and the back-off after an accept error.
+const (
+	maxControlConns  = 64
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+	acceptLogEvery   = 10 * time.Second // accept errors and refusals: one line per cause and period
+)
 
 // ControlServer serves the control socket. Every command goes through the
 // Appliance's methods, which are serialised.
@@ -92,6 +109,8 @@ type ControlServer struct {
 	conns map[net.Conn]struct{}
 	// +checklocks:mu
 	closed bool
+	// +checklocks:mu
+	captures int // running captures (at most maxCaptures)
 }
 
 // ListenControl creates the control socket, owner-only (0600), and serves
@@ -177,17 +196,50 @@ func (s *ControlServer) Close() error {
 	return err
 }
 
+// routineAccept serves connections until Close. An accept error (EMFILE,
+// ENFILE, ECONNABORTED, ...) does not stop it: it waits (5 ms, doubling up
+// to 1 s, reset by the next success) and tries again, logging once per
+// period with the count of errors since. Beyond maxControlConns open
+// connections a new one gets a short error and is closed.
 func (s *ControlServer) routineAccept() {
 	defer s.wg.Done()
+	accept := s.opts.accept
+	if accept == nil {
+		accept = (*net.UnixListener).AcceptUnix
+	}
+	var (
+		backoff  time.Duration
+		errs     = logEvery{every: acceptLogEvery}
+		refusals = logEvery{every: acceptLogEvery}
+	)
 	for {
-		c, err := s.ln.AcceptUnix()
+		c, err := accept(s.ln)
 		if err != nil {
 			select {
 			case <-s.done:
+				return
 			default:
-				s.log.Error("control socket: accept failed; the control socket stops", "err", err)
 			}
-			return
+			if errors.Is(err, net.ErrClosed) {
+				s.log.Error("control socket: the listener was closed; the control socket stops", "err", err)
+				return
+			}
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			if n, ok := errs.tick(); ok {
+				s.log.Warn("control socket: accept failed; retrying", "err", err, "retry_in", backoff, "similar_suppressed", n)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-s.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		if backoff != 0 {
+			s.log.Info("control socket: accepting again", "errors_not_logged", errs.flush())
+			backoff = 0
 		}
 		s.mu.Lock()
 		if s.closed {
@@ -195,11 +247,55 @@ func (s *ControlServer) routineAccept() {
 			c.Close()
 			return
 		}
+		if len(s.conns) >= maxControlConns {
+			s.mu.Unlock()
+			if n, ok := refusals.tick(); ok {
+				s.log.Warn("control socket: too many connections; refusing", "max", maxControlConns, "similar_suppressed", n)
+			}
+			refuseConn(c)
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.routineConn(c)
 	}
+}
+
+// refuseConn answers a connection beyond the cap and closes it. The answer
+// is small and the connection new, so the write goes to the socket buffer;
+// the deadline covers a peer that is somehow not reading.
+func refuseConn(c *net.UnixConn) {
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	writeResponse(c, ControlResponse{Error: fmt.Sprintf("busy: %d control connections are open, the most ulagg serves at once; try again", maxControlConns)})
+	c.Close()
+}
+
+// logEvery passes one event per period and counts the rest; one goroutine
+// uses it.
+type logEvery struct {
+	every      time.Duration
+	last       time.Time
+	suppressed int
+}
+
+// tick records an event; ok says whether to log it, with n the events not
+// logged since the last one that was.
+func (l *logEvery) tick() (n int, ok bool) {
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.suppressed++
+		return 0, false
+	}
+	n, l.suppressed, l.last = l.suppressed, 0, now
+	return n, true
+}
+
+// flush returns and clears the count of events not logged.
+func (l *logEvery) flush() int {
+	n := l.suppressed
+	l.suppressed = 0
+	return n
 }
 
 func (s *ControlServer) routineConn(c *net.UnixConn) {
@@ -275,10 +371,14 @@ func (s *ControlServer) handle(req ControlRequest) ControlResponse {
 		if s.opts.ConfigFile == "" {
 			return fail(errors.New("save: ulagg runs without a configuration file"))
 		}
-		if err := s.a.SaveFile(s.opts.ConfigFile); err != nil {
+		res, err := s.a.Save(s.opts.ConfigFile)
+		if err != nil {
 			return fail(err)
 		}
-		s.log.Info("running configuration saved", "file", s.opts.ConfigFile)
+		if !res.Written {
+			return ControlResponse{OK: true, Output: fmt.Sprintf("%s already holds the running configuration; left as it is\n", s.opts.ConfigFile)}
+		}
+		s.log.Info("running configuration saved", "file", res.Path, "backup", res.Backup)
 		return ControlResponse{OK: true, Output: fmt.Sprintf("saved the running configuration to %s\n", s.opts.ConfigFile)}
 	case CmdReload:
 		reload := s.opts.Reload
@@ -286,12 +386,13 @@ func (s *ControlServer) handle(req ControlRequest) ControlResponse {
 			if s.opts.ConfigFile == "" {
 				return fail(errors.New("reload: ulagg runs without a configuration file"))
 			}
-			reload = func() error { return s.a.ReloadFile(s.opts.ConfigFile) }
+			reload = func(o ReloadOptions) (ReloadResult, error) { return s.a.ReloadFileWith(s.opts.ConfigFile, o) }
 		}
-		if err := reload(); err != nil {
+		res, err := reload(ReloadOptions{Force: req.Force, DryRun: req.DryRun})
+		if err != nil {
 			return fail(err)
 		}
-		return ControlResponse{OK: true, Output: fmt.Sprintf("reloaded %s\n", s.opts.ConfigFile)}
+		return ControlResponse{OK: true, Output: res.Text(s.opts.ConfigFile)}
 	}
 	return fail(fmt.Errorf("unknown command %q", req.Cmd))
 }

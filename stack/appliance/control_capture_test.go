@@ -2,7 +2,9 @@ package appliance_test
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +184,108 @@ func TestCaptureEndsWithServer(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("the capture stream did not end when the server closed")
+	}
+}
+
+// TestCaptureLimit: four captures run at once; a fifth is refused until
+// one of them ends.
+func TestCaptureLimit(t *testing.T) {
+	r := failoverRig(t)
+	var streams []*appliance.CaptureStream
+	for i := range 4 {
+		s, err := appliance.StartCapture(r.sock, appliance.ControlRequest{Lagg: "lagg0"})
+		if err != nil {
+			t.Fatalf("capture %d: %v", i+1, err)
+		}
+		defer s.Close()
+		streams = append(streams, s)
+	}
+	_, err := appliance.StartCapture(r.sock, appliance.ControlRequest{Lagg: "lagg0"})
+	if want := "capture: 4 captures are running, the most ulagg serves at once"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a fifth capture: %v, want %q", err, want)
+	}
+	streams[0].Close()
+	testkit.WaitFor(t, 5*time.Second, "a fifth capture once one ended", func() bool {
+		s, err := appliance.StartCapture(r.sock, appliance.ControlRequest{Lagg: "lagg0"})
+		if err != nil {
+			return false
+		}
+		s.Close()
+		return true
+	})
+}
+
+// TestCaptureDropsReported: a client that stops reading while a stream
+// crosses the lagg loses frames beyond its queue; when it stops the
+// capture (half-closing, as Ctrl-C in `ulagg capture` does) it reads the
+// rest and the end record, which counts them.
+func TestCaptureDropsReported(t *testing.T) {
+	r := failoverRig(t)
+	s, err := appliance.StartCapture(r.sock, appliance.ControlRequest{Lagg: "lagg0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, err := pcapgo.NewReader(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := testkit.GonetDialer(r.peer, netip.AddrPortFrom(netip.MustParseAddr(ctlAddr), 7))(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := testkit.StartEcho(t, c, testkit.TransferOptions{Name: "fast stream", Seed: 5, Size: -1, Chunk: 64 << 10})
+	time.Sleep(2 * time.Second) // not reading
+	tr.Wait(t, time.Minute)
+	if err := s.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		_, _, err := in.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d frames: %v", n, err)
+		}
+		n++
+	}
+	sum, ok := s.Summary()
+	t.Logf("measure: capture not read for 2 s: %d frames written, %d dropped (%s)", sum.Frames, sum.Dropped, sum.End)
+	if !ok || sum.Frames != n || sum.Dropped == 0 || sum.End != "client closed" {
+		t.Fatalf("summary %+v (%t), read %d frames; want the frames read, some dropped, client closed", sum, ok, n)
+	}
+}
+
+// TestCaptureSummaryCount: a capture of N frames ends with an end record
+// saying so, which the stream does not pass on as a frame.
+func TestCaptureSummaryCount(t *testing.T) {
+	r := failoverRig(t)
+	tr := r.startTransfer()
+	s, err := appliance.StartCapture(r.sock, appliance.ControlRequest{Lagg: "lagg0", Count: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, err := pcapgo.NewReader(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		if _, _, err := in.ReadPacketData(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	tr.Wait(t, time.Minute)
+	sum, ok := s.Summary()
+	if n != 20 || !ok || sum != (appliance.CaptureSummary{Frames: 20, End: "count reached"}) {
+		t.Fatalf("read %d frames, summary %+v (%t)", n, sum, ok)
 	}
 }

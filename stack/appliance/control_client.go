@@ -24,21 +24,14 @@ func ControlCall(path string, req ControlRequest) (*ControlResponse, error) {
 }
 
 // ControlCapture starts a capture (req.Cmd is set to capture) and returns
-// the pcap stream; closing it stops the capture.
+// the pcap stream (a *CaptureStream, see StartCapture); closing it stops
+// the capture.
 func ControlCapture(path string, req ControlRequest) (io.ReadCloser, error) {
-	req.Cmd = CmdCapture
-	c, r, err := controlDo(path, req)
+	s, err := StartCapture(path, req)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := readResponse(path, r); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{r, c}, nil
+	return s, nil
 }
 
 func controlDo(path string, req ControlRequest) (net.Conn, *bufio.Reader, error) {

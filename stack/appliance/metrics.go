@@ -77,6 +77,8 @@ var (
 	dPortDrops    = desc("port_drops_total", "Frames dropped on the port, by reason.", "lagg", "port", "reason")
 	// Kernel drops are not ulagg's drop reasons: the frames never reached it.
 	dPortKernelDrops = desc("port_kernel_drops_total", "Frames the kernel dropped before the port read them (socket buffer full).", lp...)
+	// A configured port whose interface does not exist (it is attached when it appears).
+	dPortMissing = desc("port_missing", "1 if the port is configured but its interface is missing.", lp...)
 
 	dLACPDist      = desc("lacp_distributing_ports", "Ports distributing in the active aggregator.", lg...)
 	dLACPFallback  = desc("lacp_fallback", "1 if a port carries traffic as the no-partner fallback.", lg...)
@@ -89,6 +91,11 @@ var (
 	dLACPPDUs      = desc("lacp_port_pdus_total", "LACP and Marker PDUs, by type and direction.", "lagg", "port", "type", "direction")
 	dLACPPDUErrors = desc("lacp_port_pdu_errors_total", "Slow-protocol frames not processed, by reason.", "lagg", "port", "reason")
 	dLACPChurn     = desc("lacp_port_churn_total", "Entries into the CHURN state, by side.", "lagg", "port", "side")
+	// Alarms a remote partner raises.
+	dLACPPartners   = desc("lacp_partner_systems", "Partner systems (priority, MAC, key) the lagg's ports see; above 1 is an alarm: a miscabled or rogue link.", lg...)
+	dLACPMismatch   = desc("lacp_partner_mismatch", "1 while the lagg's ports see different partner systems.", lg...)
+	dLACPMismatches = desc("lacp_partner_mismatches_total", "Times the lagg's ports started seeing different partner systems.", lg...)
+	dLACPLooped     = desc("lacp_port_looped", "1 while the port receives our own LACPDUs (looped); it carries no traffic.", lp...)
 
 	// The gVisor stack's own drops (ustack.Drops), one series per reason.
 	dStackDrops = desc("stack_drops_total", "Packets the IP stack refused, by reason (see ulagg ifconfig -v).", "reason")
@@ -98,9 +105,10 @@ var allDescs = []*prometheus.Desc{
 	dLaggInfo, dLaggAdminUp, dLaggLinkUp, dLaggMTU, dLaggPorts, dLaggRxFrames, dLaggRxBytes,
 	dLaggTxFrames, dLaggTxBytes, dLaggDrops, dLaggTxPort, dLaggFailovers, dLaggLastFO,
 	dPortLinkUp, dPortActive, dPortPrio, dPortMTU, dPortSpeed, dPortFlags, dPortFlag,
-	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortKernelDrops,
+	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortKernelDrops, dPortMissing,
 	dLACPDist, dLACPFallback, dLACPUnknown, dLACPMux, dLACPRx, dLACPSelected, dLACPState,
 	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn, dStackDrops,
+	dLACPPartners, dLACPMismatch, dLACPMismatches, dLACPLooped,
 }
 
 // collector reads the appliance's status at scrape time; it keeps nothing
@@ -139,11 +147,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		m.gauge(dLaggLastFO, st.LastFailover.Seconds(), n)
 		for _, p := range st.Ports {
 			c.port(m, n, p)
+			m.gauge(dPortMissing, 0, n, p.Name)
+		}
+		for _, p := range st.Missing {
+			m.gauge(dPortMissing, 1, n, p.Name)
 		}
 		if l := st.LACP; l != nil {
 			m.gauge(dLACPDist, float64(l.Distributing), n)
 			m.gauge(dLACPFallback, b2f(l.Fallback), n)
 			m.counter(dLACPUnknown, float64(l.RxUnknownPort), n)
+			m.gauge(dLACPPartners, float64(l.PartnerSystems), n)
+			m.gauge(dLACPMismatch, b2f(l.PartnerMismatch), n)
+			m.counter(dLACPMismatches, float64(l.PartnerMismatches), n)
 		}
 	}
 }
@@ -167,6 +182,7 @@ func (collector) port(m metricSink, n string, p lagg.PortStatus) {
 	m.enum(dLACPMux, lacpMuxStates, l.Mux, n, p.Name)
 	m.enum(dLACPRx, lacpRxStates, l.Rx, n, p.Name)
 	m.enum(dLACPSelected, lacpSelection, l.Selected, n, p.Name)
+	m.gauge(dLACPLooped, b2f(l.Looped), n, p.Name)
 	for _, side := range []struct {
 		name  string
 		state uint8
@@ -302,6 +318,9 @@ func ListenMetrics(a *Appliance, addr string, log *slog.Logger) (*MetricsServer,
 		}
 	}()
 	log.Info("metrics listening", "addr", ln.Addr().String())
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+		log.Warn("metrics listen on a non-loopback address: whoever reaches it reads every lagg's and port's state (MACs, LACP partners); listen on 127.0.0.1 or [::1] unless a firewall guards it", "addr", ln.Addr().String())
+	}
 	return m, nil
 }
 

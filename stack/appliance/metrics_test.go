@@ -141,7 +141,7 @@ func TestMetricsFailover(t *testing.T) {
 		t.Errorf("wm0 transmit bytes: got %v, want more than the %d echoed", got, 64<<10)
 	}
 	reasons := labelValues(f, "ulagg_lagg_drops_total", "reason", "lagg=lagg0")
-	if want := []string{"control-frame", "control-queue-full", "inactive-port", "no-port", "not-attached", "tx-error"}; strings.Join(reasons, ",") != strings.Join(want, ",") {
+	if want := []string{"checksum", "control-frame", "control-malformed", "control-queue-full", "inactive-port", "no-port", "not-attached", "tx-error", "vlan"}; strings.Join(reasons, ",") != strings.Join(want, ",") {
 		t.Errorf("drop reasons: got %v, want every one, %v", reasons, want)
 	}
 	if f["go_goroutines"] == nil {
