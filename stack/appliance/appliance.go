@@ -60,6 +60,9 @@ type Options struct {
 type Appliance struct {
 	log *slog.Logger
 	s   *gstack.Stack
+	// captureDrops counts frames captures dropped because their client did
+	// not keep up, over the appliance's life.
+	captureDrops atomic.Uint64
 	// +checklocks:mu
 	open PortOpener
 	// +checklocks:mu
@@ -328,6 +331,12 @@ func laggConfig(lc config.Lagg) (lagg.Config, error) {
 // it or nothing: it is ReloadConfig.
 func (a *Appliance) Reload(next *config.Config) error {
 	return a.ReloadConfig(next)
+}
+
+// Drops returns the IP stack's drop counters and the frames captures
+// dropped, for status and metrics.
+func (a *Appliance) Drops() (stack []ustack.Drop, capture uint64) {
+	return ustack.Drops(a.s), a.captureDrops.Load()
 }
 
 // nicsLocked maps each lagg to its NIC.

@@ -415,7 +415,22 @@ func (s *ControlServer) status(req ControlRequest) (string, error) {
 	var b strings.Builder
 	switch {
 	case req.JSON:
-		out, err := json.MarshalIndent(StatusJSON(sts), "", "  ")
+		js := StatusJSON(sts)
+		if req.Verbose {
+			stackDrops, captureDrops := s.a.Drops()
+			for i := range js {
+				for _, d := range stackDrops {
+					if d.Value != 0 {
+						if js[i].StackDrops == nil {
+							js[i].StackDrops = map[string]uint64{}
+						}
+						js[i].StackDrops[d.Name] = d.Value
+					}
+				}
+				js[i].CaptureDrops = captureDrops
+			}
+		}
+		out, err := json.MarshalIndent(js, "", "  ")
 		if err != nil {
 			return "", err
 		}
@@ -431,6 +446,9 @@ func (s *ControlServer) status(req ControlRequest) (string, error) {
 		cfg := s.a.Config()
 		for _, st := range sts {
 			FormatStatus(&b, st, cfg.Lagg(st.Name), FormatOptions{Verbose: req.Verbose})
+		}
+		if req.Verbose {
+			formatDrops(&b, s.a)
 		}
 	}
 	return b.String(), nil

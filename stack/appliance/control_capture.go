@@ -107,25 +107,29 @@ func (s *ControlServer) capture(c net.Conn, req ControlRequest) {
 	q := make(chan capturedFrame, captureQueue)
 	var queued atomic.Int64 // bytes in q
 	var dropped atomic.Uint64
+	drop := func() {
+		dropped.Add(1)
+		s.a.captureDrops.Add(1)
+	}
 	stop := l.Capture(req.Port, func(t time.Time, _ string, _ lagg.Direction, frame []byte) {
 		data := frame
 		if len(data) > captureSnaplen {
 			data = data[:captureSnaplen]
 		}
 		if len(q) == cap(q) {
-			dropped.Add(1)
+			drop()
 			return
 		}
 		if queued.Add(int64(len(data))) > captureQueueBytes {
 			queued.Add(-int64(len(data)))
-			dropped.Add(1)
+			drop()
 			return
 		}
 		select {
 		case q <- capturedFrame{t: t, frame: append([]byte(nil), data...), n: len(frame)}:
 		default:
 			queued.Add(-int64(len(data)))
-			dropped.Add(1)
+			drop()
 		}
 	})
 	defer stop()

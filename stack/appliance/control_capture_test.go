@@ -3,6 +3,8 @@ package appliance_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -257,6 +259,21 @@ func TestCaptureDropsReported(t *testing.T) {
 	t.Logf("measure: capture not read for 2 s: %d frames written, %d dropped (%s)", sum.Frames, sum.Dropped, sum.End)
 	if !ok || sum.Frames != n || sum.Dropped == 0 || sum.End != "client closed" {
 		t.Fatalf("summary %+v (%t), read %d frames; want the frames read, some dropped, client closed", sum, ok, n)
+	}
+	// The drops show in status -v, in JSON with -v, and in Drops (metrics).
+	if _, got := r.a.Drops(); got != sum.Dropped {
+		t.Errorf("appliance capture drops: got %d, want %d", got, sum.Dropped)
+	}
+	if out := r.status("lagg0", true); !strings.Contains(out, fmt.Sprintf("capture: drops: %d", sum.Dropped)) {
+		t.Errorf("status -v has no capture drops line:\n%s", out)
+	}
+	resp, err := appliance.ControlCall(r.sock, appliance.ControlRequest{Cmd: appliance.CmdStatus, JSON: true, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var js []appliance.LaggJSON
+	if err := json.Unmarshal([]byte(resp.Output), &js); err != nil || len(js) == 0 || js[0].CaptureDrops != sum.Dropped {
+		t.Errorf("status JSON -v capture_drops: got %+v (%v), want %d", js, err, sum.Dropped)
 	}
 }
 

@@ -199,6 +199,24 @@ func formatPortVerbose(b *strings.Builder, p lagg.PortStatus) {
 	}
 }
 
+// formatDrops prints, for -v, what the shared IP stack and the captures
+// dropped, once something did: the stack's reasons that are not zero.
+func formatDrops(b *strings.Builder, a *Appliance) {
+	stackDrops, captureDrops := a.Drops()
+	var parts []string
+	for _, d := range stackDrops {
+		if d.Value != 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", d.Name, d.Value))
+		}
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(b, "stack: drops: %s\n", strings.Join(parts, ", "))
+	}
+	if captureDrops > 0 {
+		fmt.Fprintf(b, "capture: drops: %d\n", captureDrops)
+	}
+}
+
 // formatCounters prints ifconfig -v's input and output lines, then drops
 // by reason (a ulagg addition) when there are any.
 func formatCounters(b *strings.Builder, indent string, c lagg.Counters) {

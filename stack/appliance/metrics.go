@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ulagg/ulagg/lagg"
-	ustack "github.com/ulagg/ulagg/stack"
 )
 
 // Enumerations exported as one series per value (1 for the current one).
@@ -98,7 +97,8 @@ var (
 	dLACPLooped     = desc("lacp_port_looped", "1 while the port receives our own LACPDUs (looped); it carries no traffic.", lp...)
 
 	// The gVisor stack's own drops (ustack.Drops), one series per reason.
-	dStackDrops = desc("stack_drops_total", "Packets the IP stack refused, by reason (see ulagg ifconfig -v).", "reason")
+	dStackDrops   = desc("stack_drops_total", "Packets the IP stack refused, by reason (see ulagg ifconfig -v).", "reason")
+	dCaptureDrops = desc("capture_drops_total", "Frames captures dropped because their client did not keep up.")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -107,7 +107,7 @@ var allDescs = []*prometheus.Desc{
 	dPortLinkUp, dPortActive, dPortPrio, dPortMTU, dPortSpeed, dPortFlags, dPortFlag,
 	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortKernelDrops, dPortMissing,
 	dLACPDist, dLACPFallback, dLACPUnknown, dLACPMux, dLACPRx, dLACPSelected, dLACPState,
-	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn, dStackDrops,
+	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn, dStackDrops, dCaptureDrops,
 	dLACPPartners, dLACPMismatch, dLACPMismatches, dLACPLooped,
 }
 
@@ -129,9 +129,11 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m := metricSink{ch}
-	for _, d := range ustack.Drops(c.a.Stack()) {
+	stackDrops, captureDrops := c.a.Drops()
+	for _, d := range stackDrops {
 		m.counter(dStackDrops, float64(d.Value), d.Name)
 	}
+	m.counter(dCaptureDrops, float64(captureDrops))
 	for _, st := range c.a.Status() {
 		n := st.Name
 		m.gauge(dLaggInfo, 1, n, string(st.Proto), st.MAC.String())

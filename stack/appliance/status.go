@@ -21,6 +21,11 @@ type LaggJSON struct {
 	Counters       lagg.Counters    `json:"counters"`
 	LACP           *lagg.LACPStatus `json:"lacp,omitempty"`
 	Ports          []PortJSON       `json:"ports"`
+	// With -v: the IP stack's drop counters that are not zero, and the
+	// frames captures dropped. Both are the whole appliance's, not this
+	// lagg's: the stack is shared.
+	StackDrops   map[string]uint64 `json:"stack_drops,omitempty"`
+	CaptureDrops uint64            `json:"capture_drops,omitempty"`
 }
 
 // PortJSON is one port's status.
