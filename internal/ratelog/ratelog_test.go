@@ -14,7 +14,8 @@ import (
 
 type clock struct {
 	mu sync.Mutex
-	t  time.Time
+	// +checklocks:mu
+	t time.Time
 }
 
 func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
