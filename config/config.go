@@ -59,6 +59,14 @@ type Limits struct {
 	// (debug.SetMemoryLimit), set at start; 0 = DefaultMemoryMB. The
 	// GOMEMLIMIT environment variable, when set, takes precedence.
 	MemoryMB int
+	// SYNRate is how many TCP SYNs a second reach the stack from sources
+	// it has not completed a handshake with lately, and as many again from
+	// those it has; the rest are dropped before the stack sees them (SYN
+	// admission). 0 = DefaultSYNRate.
+	SYNRate int
+	// SYNBurst is how many SYNs may arrive at once above SYNRate; 0 =
+	// DefaultSYNBurst.
+	SYNBurst int
 }
 
 // Memory limit default and bounds, in MiB.
@@ -70,6 +78,20 @@ const (
 
 // MemoryLimit returns the memory limit in bytes, the default if unset.
 func (l Limits) MemoryLimit() int64 { return int64(cmp.Or(l.MemoryMB, DefaultMemoryMB)) << 20 }
+
+// SYN admission defaults and bounds (SYNs a second, SYNs).
+const (
+	DefaultSYNRate  = 20000
+	DefaultSYNBurst = 2000
+	MaxSYNRate      = 10_000_000
+	MaxSYNBurst     = 1_000_000
+)
+
+// SYNRateOrDefault returns SYNRate, the default if unset.
+func (l Limits) SYNRateOrDefault() int { return cmp.Or(l.SYNRate, DefaultSYNRate) }
+
+// SYNBurstOrDefault returns SYNBurst, the default if unset.
+func (l Limits) SYNBurstOrDefault() int { return cmp.Or(l.SYNBurst, DefaultSYNBurst) }
 
 // Control configures the control socket used by the CLI.
 type Control struct {

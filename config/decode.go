@@ -68,6 +68,8 @@ var (
 	spanStride    = span{lo: 1, hi: MaxStride}
 	spanSpeed     = span{lo: 0, hi: math.MaxInt64}
 	spanMemoryMB  = span{lo: MinMemoryMB, hi: MaxMemoryMB, zeroOK: true}
+	spanSYNRate   = span{lo: 1, hi: MaxSYNRate, zeroOK: true}
+	spanSYNBurst  = span{lo: 1, hi: MaxSYNBurst, zeroOK: true}
 	spanConns     = span{lo: 1, hi: MaxServiceConns, zeroOK: true}
 	spanIdleS     = span{lo: 1, hi: int64(MaxIdleTimeout / time.Second), zeroOK: true}
 	spanRate      = span{lo: 1, hi: MaxRatePerSource, zeroOK: true}
@@ -81,7 +83,7 @@ var (
 	topKeys      = []string{"control", "metrics", "limits", "lagg", "service"}
 	controlKeys  = []string{"socket", "runtime_dir"}
 	metricsKeys  = []string{"listen"}
-	limitsKeys   = []string{"memory_mb"}
+	limitsKeys   = []string{"memory_mb", "syn_rate", "syn_burst"}
 	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "roundrobin", "port"}
 	failoverKeys = []string{"rx_all"}
 	rrKeys       = []string{"stride"}
@@ -105,6 +107,8 @@ func (d *decoder) config(m map[string]any) *Config {
 	if t, ok := d.table(m, "", "limits"); ok {
 		d.unknown("limits", t, limitsKeys)
 		setInt(d, t, "limits", "memory_mb", spanMemoryMB, &c.Limits.MemoryMB)
+		setInt(d, t, "limits", "syn_rate", spanSYNRate, &c.Limits.SYNRate)
+		setInt(d, t, "limits", "syn_burst", spanSYNBurst, &c.Limits.SYNBurst)
 	}
 	for i, t := range d.tables(m, "", "lagg") {
 		c.Laggs = append(c.Laggs, d.lagg(indexPath("lagg", i), t))

@@ -47,7 +47,7 @@ const (
 	ItemService = "service" // Name is "KIND PORT" or "KIND PORT LAGG"
 	ItemMetrics = "metrics" // metrics.listen
 	ItemControl = "control" // control.socket
-	ItemLimits  = "limits"  // limits.memory_mb, applied at start
+	ItemLimits  = "limits"  // limits.memory_mb, syn_rate, syn_burst: applied at start
 )
 
 // Item is one difference, small enough to be one line of a report. Old and
@@ -379,8 +379,17 @@ func otherItems(old, new *Config) []Item {
 	if old.Metrics.Listen != new.Metrics.Listen {
 		out = append(out, Item{Kind: ItemMetrics, Name: "metrics.listen", Old: old.Metrics.Listen, New: new.Metrics.Listen})
 	}
-	if old.Limits != new.Limits {
-		out = append(out, Item{Kind: ItemLimits, Name: "limits.memory_mb", Old: autoInt(int64(old.Limits.MemoryMB)), New: autoInt(int64(new.Limits.MemoryMB))})
+	for _, l := range []struct {
+		name     string
+		old, new int
+	}{
+		{"limits.memory_mb", old.Limits.MemoryMB, new.Limits.MemoryMB},
+		{"limits.syn_rate", old.Limits.SYNRate, new.Limits.SYNRate},
+		{"limits.syn_burst", old.Limits.SYNBurst, new.Limits.SYNBurst},
+	} {
+		if l.old != l.new {
+			out = append(out, Item{Kind: ItemLimits, Name: l.name, Old: autoInt(int64(l.old)), New: autoInt(int64(l.new))})
+		}
 	}
 	// An empty socket is a config that was never loaded (a nil one).
 	if old.Control.Socket != new.Control.Socket && old.Control.Socket != "" && new.Control.Socket != "" {

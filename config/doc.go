@@ -18,6 +18,12 @@
 //	[limits]
 //	memory_mb = 96                    # 32..1048576: the Go runtime's soft memory limit in MiB,
 //	                                  # set at start; absent or 0 = 96. GOMEMLIMIT, if set, wins
+//	syn_rate = 20000                  # 1..10000000 TCP SYNs a second let through to the stack from
+//	                                  # sources not served lately, and as many again from those
+//	                                  # served lately (handshake done in the last 2 min); the rest
+//	                                  # are dropped (ulagg_stack_drops_total{reason="syn_admission"});
+//	                                  # set at start; absent or 0 = 20000
+//	syn_burst = 2000                  # 1..1000000 SYNs at once above syn_rate; absent or 0 = 2000
 //
 //	[[lagg]]                          # one table per aggregated interface
 //	name = "lagg0"                    # required, unique; [a-z][a-z0-9_.-]{0,14}

@@ -33,9 +33,17 @@ func Marshal(c *Config) ([]byte, error) {
 		w.table("[metrics]")
 		w.str("listen", c.Metrics.Listen)
 	}
-	if c.Limits.MemoryMB != 0 {
+	if c.Limits != (Limits{}) {
 		w.table("[limits]")
-		w.int("memory_mb", int64(c.Limits.MemoryMB))
+		if c.Limits.MemoryMB != 0 {
+			w.int("memory_mb", int64(c.Limits.MemoryMB))
+		}
+		if c.Limits.SYNRate != 0 {
+			w.int("syn_rate", int64(c.Limits.SYNRate))
+		}
+		if c.Limits.SYNBurst != 0 {
+			w.int("syn_burst", int64(c.Limits.SYNBurst))
+		}
 	}
 	for i := range c.Laggs {
 		w.lagg(&c.Laggs[i])

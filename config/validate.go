@@ -70,6 +70,8 @@ func (c *Config) validate() []*Error {
 	v.control(c.Control)
 	v.metrics(c.Metrics)
 	v.inSpan("limits.memory_mb", int64(c.Limits.MemoryMB), spanMemoryMB)
+	v.inSpan("limits.syn_rate", int64(c.Limits.SYNRate), spanSYNRate)
+	v.inSpan("limits.syn_burst", int64(c.Limits.SYNBurst), spanSYNBurst)
 	owner := map[string]string{} // port name → lagg that has it
 	for i := range c.Laggs {
 		p := indexPath("lagg", i)

@@ -12,8 +12,10 @@ package integration
 //   - synflood: SYNs from a raw socket, spoofed from on-link addresses
 //     that never answer ARP, to tcp-echo, tcp-discard and http-status, at
 //     50,000 a second ($ULAGG_BUDGET_SYN_PPS; 0 = as fast as one goroutine
-//     sends, 100,000 to 175,000 a second here, which outruns gVisor's
-//     listener: its queue of SYNs grows, and the budget is not kept).
+//     sends, 100,000 to 175,000 a second here, which would outrun gVisor's
+//     listener but for the appliance's SYN admission, limits.syn_rate);
+//   - synflood_unpaced: the same, as fast as one goroutine sends, whatever
+//     $ULAGG_BUDGET_SYN_PPS says: the SYN admission must drop SYNs.
 //
 // Every attack is bounded in count and in time and only reaches the
 // namespaces the test creates. The figures are the "measure: budget"
@@ -251,6 +253,7 @@ func TestBudget(t *testing.T) {
 	t.Run("idle", func(t *testing.T) { budgetIdle(t, 15000) })
 	t.Run("noread", func(t *testing.T) { budgetNoRead(t, 100, 8*time.Second) })
 	t.Run("synflood", func(t *testing.T) { budgetSYNFlood(t, 10*time.Second, 3_000_000, synFloodPPS()) })
+	t.Run("synflood_unpaced", func(t *testing.T) { budgetSYNFlood(t, 10*time.Second, 3_000_000, 0) })
 }
 
 // budgetIdle opens n connections to tcp-echo from hostIP and holds them,
@@ -417,7 +420,14 @@ func budgetSYNFlood(t *testing.T, d time.Duration, count, pps int) {
 	if pps > 0 {
 		rate = fmt.Sprintf("paced at %d/s", pps)
 	}
-	report(t, "synflood", fmt.Sprintf("%d spoofed SYNs in %v (%s) from 240 on-link addresses that never answer ARP", sent, d, rate), before, peakG, legit)
+	admissionDrops := r.a.SYNAdmissionDrops()
+	report(t, "synflood", fmt.Sprintf("%d spoofed SYNs in %v (%s) from 240 on-link addresses that never answer ARP, %d dropped by SYN admission", sent, d, rate, admissionDrops), before, peakG, legit)
+	// Unpaced, the flood is several times limits.syn_rate: SYN admission
+	// must have dropped some (not a fixed share: the kernel may drop some
+	// of the flood before the appliance reads it).
+	if pps == 0 && admissionDrops == 0 {
+		t.Errorf("synflood: %d SYNs sent as fast as possible, none dropped by SYN admission", sent)
+	}
 }
 
 // synPacket writes an IPv4 TCP SYN into b (40 bytes).

@@ -60,6 +60,7 @@ type Options struct {
 type Appliance struct {
 	log *slog.Logger
 	s   *gstack.Stack
+	syn *synBudget // SYN admission, shared by every lagg's NIC (synguard.go); set by New
 	// captureDrops counts frames captures dropped because their client did
 	// not keep up, over the appliance's life.
 	captureDrops atomic.Uint64
@@ -131,6 +132,7 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 		watch:   opts.WatchPort,
 		strict:  opts.Strict,
 		s:       s,
+		syn:     newSYNBudget(cfg.Limits),
 		ifaces:  map[string]*iface{},
 		nextNIC: 1,
 		evKick:  make(chan struct{}, 1),

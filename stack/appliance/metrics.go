@@ -96,7 +96,8 @@ var (
 	dLACPMismatches = desc("lacp_partner_mismatches_total", "Times the lagg's ports started seeing different partner systems.", lg...)
 	dLACPLooped     = desc("lacp_port_looped", "1 while the port receives our own LACPDUs (looped); it carries no traffic.", lp...)
 
-	// The gVisor stack's own drops (ustack.Drops), one series per reason.
+	// The gVisor stack's own drops (ustack.Drops), one series per reason,
+	// and reason="syn_admission": SYNs over limits.syn_rate (synguard.go).
 	dStackDrops   = desc("stack_drops_total", "Packets the IP stack refused, by reason (see ulagg ifconfig -v).", "reason")
 	dCaptureDrops = desc("capture_drops_total", "Frames captures dropped because their client did not keep up.")
 )
@@ -133,6 +134,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range stackDrops {
 		m.counter(dStackDrops, float64(d.Value), d.Name)
 	}
+	// SYNs the admission guard dropped before the stack saw them.
+	m.counter(dStackDrops, float64(c.a.SYNAdmissionDrops()), synAdmissionReason)
 	m.counter(dCaptureDrops, float64(captureDrops))
 	for _, st := range c.a.Status() {
 		n := st.Name

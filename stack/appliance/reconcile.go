@@ -116,275 +116,493 @@ func (a *Appliance) txnIface(t *txn, name string) *iface {
 	return a.ifaces[name]
 }
 
+// reconcile is one reconciliation: what it starts from, where it goes, the
+// plan step 1 makes, and the txn whose undo log rolls it back.
+type reconcile struct {
+	a         *Appliance
+	t         *txn
+	o         reconcileOptions
+	old, next *config.Config
+	changes   []config.Change
+
+	owner      map[string]*iface // port -> the lagg it is attached to now
+	configured map[string]bool   // ports in the old configuration
+
+	// The plan (step 1).
+	attach  []portPlan
+	reprios []reprioPlan
+	missing map[string]map[string]missingPlan // lagg -> port
+
+	released map[*iface][]string // ports removed in step 2
+	announce map[*iface]bool     // laggs that got an address in step 4
+
+	res reconcileResult
+}
+
+// reprioPlan is a port that stays attached with another priority.
+type reprioPlan struct {
+	i    *iface
+	port config.Port
+	old  uint16
+}
+
 // reconcileLocked moves what runs from a.cfg to next, which must be valid.
 //
 // +checklocks:a.mu
 func (a *Appliance) reconcileLocked(next *config.Config, o reconcileOptions) (reconcileResult, error) {
-	var res reconcileResult
 	if a.closed {
-		return res, errors.New("appliance is closed")
+		return reconcileResult{}, errors.New("appliance is closed")
 	}
 	a.syncLocked()
-	next = next.Clone()
-	old := a.cfg
-	changes := config.Diff(old, next)
-	t := &txn{opened: map[string]linkep.Port{}, created: map[string]*iface{}}
+	r := a.newReconcileLocked(next.Clone(), o)
+	// r.a is a, whose mu is held, but checklocks cannot follow a into r:
+	// this one call is exempt, and every step is checked on r.a.mu.
+	return r.run() // +checklocksignore
+}
 
-	// Where each port is attached now, and what the old configuration has.
-	owner := map[string]*iface{}
+// run takes what runs to r.next all or nothing: the five steps in order, or
+// the undo log backwards if one fails.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) run() (reconcileResult, error) {
+	if err := r.plan(); err != nil {
+		return r.rollback(err)
+	}
+	if err := r.release(); err != nil {
+		return r.rollback(err)
+	}
+	if err := r.settings(); err != nil {
+		return r.rollback(err)
+	}
+	if err := r.acquire(); err != nil {
+		return r.rollback(err)
+	}
+	r.commit()
+	return r.res, nil
+}
+
+// newReconcileLocked starts a reconciliation from what runs now to next,
+// recording where each port is attached and what the old configuration has.
+//
+// +checklocks:a.mu
+func (a *Appliance) newReconcileLocked(next *config.Config, o reconcileOptions) *reconcile {
+	old := a.cfg
+	r := &reconcile{
+		a:          a,
+		t:          &txn{opened: map[string]linkep.Port{}, created: map[string]*iface{}},
+		o:          o,
+		old:        old,
+		next:       next,
+		changes:    config.Diff(old, next),
+		owner:      map[string]*iface{},
+		configured: map[string]bool{},
+		missing:    map[string]map[string]missingPlan{},
+		released:   map[*iface][]string{},
+		announce:   map[*iface]bool{},
+	}
 	for _, i := range a.ifaces {
 		for n := range i.attached {
-			owner[n] = i
+			r.owner[n] = i
 		}
 	}
-	configured := map[string]bool{}
 	for _, lc := range old.Laggs {
 		for _, p := range lc.Ports {
-			configured[p.Name] = true
+			r.configured[p.Name] = true
 		}
 	}
+	return r
+}
 
-	// Step 1: open, check, plan.
-	var acquire []portPlan
-	type reprio struct {
-		i    *iface
-		port config.Port
-		old  uint16
-	}
-	var reprios []reprio
-	missing := map[string]map[string]missingPlan{} // lagg -> port
-	for li := range next.Laggs {
-		w := &next.Laggs[li]
-		i := a.ifaces[w.Name]
-		missing[w.Name] = map[string]missingPlan{}
-		mtu := a.targetMTU(old.Lagg(w.Name), w, i)
-		for _, p := range w.Ports {
-			if i != nil {
-				if cur, ok := i.attached[p.Name]; ok && samePort(cur, p) {
-					if cur.Priority != p.Priority {
-						reprios = append(reprios, reprio{i, p, cur.Priority})
-					}
-					continue
-				}
-			}
-			if owner[p.Name] != nil {
-				// Attached elsewhere, or here as another kind: released
-				// in step 2, opened again in step 4.
-				acquire = append(acquire, portPlan{lagg: w.Name, port: p})
-				continue
-			}
-			if i != nil && i.missing[p.Name] != nil && !o.retryMissing {
-				missing[w.Name][p.Name] = missingPlan{p, i.missing[p.Name].err}
-				continue
-			}
-			child, err := a.open(p, a.log)
-			if err == nil {
-				if err = preflightMTU(child, mtu); err != nil {
-					child.Close()
-				}
-			}
-			switch {
-			case err == nil:
-				t.opened[p.Name] = child
-				acquire = append(acquire, portPlan{lagg: w.Name, port: p, child: child})
-			case portMissing(err) && !o.refuseMissing && !(o.refuseNewMissing && !configured[p.Name]):
-				missing[w.Name][p.Name] = missingPlan{p, err}
-			default:
-				if portMissing(err) {
-					err = fmt.Errorf("the interface does not exist (`ip -br link` lists those that do): %w", err)
-				}
-				return a.failLocked(t, fmt.Errorf("%s: port %s: %w", w.Name, p.Name, err))
-			}
+// rollback undoes everything r did, closes the ports it opened, and returns err.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) rollback(err error) (reconcileResult, error) {
+	return r.a.failLocked(r.t, err)
+}
+
+// Step 1: open, check, plan.
+
+// plan opens and checks every port to acquire that is attached nowhere, and changes nothing running.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) plan() error {
+	for li := range r.next.Laggs {
+		if err := r.planLagg(&r.next.Laggs[li]); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
-	// Step 2: release ports and addresses, in every lagg.
-	released := map[*iface][]string{}
-	for _, lc := range old.Laggs {
-		i := a.ifaces[lc.Name]
-		if i == nil {
+// planLagg sorts lagg w's ports into kept, reprioritised, to acquire and missing.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) planLagg(w *config.Lagg) error {
+	i := r.a.ifaces[w.Name]
+	r.missing[w.Name] = map[string]missingPlan{}
+	mtu := r.a.targetMTU(r.old.Lagg(w.Name), w, i)
+	for _, p := range w.Ports {
+		if r.planKept(i, p) {
 			continue
 		}
-		w := next.Lagg(lc.Name)
-		for _, cp := range lc.Ports {
-			cur, ok := i.attached[cp.Name]
-			if !ok {
-				continue
-			}
-			if w != nil {
-				if np := findPort(w.Ports, cp.Name); np != nil && samePort(cur, *np) {
-					continue
-				}
-			} else if !configuredIn(next, cp.Name) {
-				continue // goes with its lagg at the commit
-			}
-			if err := a.removePortLocked(t, i, cur); err != nil {
-				return a.failLocked(t, fmt.Errorf("%s: remove port %s: %w", lc.Name, cp.Name, err))
-			}
-			released[i] = append(released[i], cp.Name)
+		if r.owner[p.Name] != nil {
+			// Attached elsewhere, or here as another kind: released
+			// in step 2, opened again in step 4.
+			r.attach = append(r.attach, portPlan{lagg: w.Name, port: p})
+			continue
+		}
+		if i != nil && i.missing[p.Name] != nil && !r.o.retryMissing {
+			r.missing[w.Name][p.Name] = missingPlan{p, i.missing[p.Name].err}
+			continue
+		}
+		if err := r.planOpen(w.Name, p, mtu); err != nil {
+			return err
 		}
 	}
-	for _, ch := range changes {
+	return nil
+}
+
+// planKept reports whether p stays attached to i as it is, planning its new priority if that changes.
+func (r *reconcile) planKept(i *iface, p config.Port) bool {
+	if i == nil {
+		return false
+	}
+	cur, ok := i.attached[p.Name]
+	if !ok || !samePort(cur, p) {
+		return false
+	}
+	if cur.Priority != p.Priority {
+		r.reprios = append(r.reprios, reprioPlan{i, p, cur.Priority})
+	}
+	return true
+}
+
+// planOpen opens p for lagg w and checks its MTU: it is then planned to be acquired, or kept missing, or the change is refused.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) planOpen(w string, p config.Port, mtu uint32) error {
+	child, err := r.a.open(p, r.a.log)
+	if err == nil {
+		if err = preflightMTU(child, mtu); err != nil {
+			child.Close()
+		}
+	}
+	switch {
+	case err == nil:
+		r.t.opened[p.Name] = child
+		r.attach = append(r.attach, portPlan{lagg: w, port: p, child: child})
+	case portMissing(err) && !r.o.refuseMissing && !(r.o.refuseNewMissing && !r.configured[p.Name]):
+		r.missing[w][p.Name] = missingPlan{p, err}
+	default:
+		if portMissing(err) {
+			err = fmt.Errorf("the interface does not exist (`ip -br link` lists those that do): %w", err)
+		}
+		return fmt.Errorf("%s: port %s: %w", w, p.Name, err)
+	}
+	return nil
+}
+
+// Step 2: release ports and addresses, in every lagg.
+
+// release takes out of every lagg the ports and addresses that leave it, before any lagg acquires.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) release() error {
+	for _, lc := range r.old.Laggs {
+		if err := r.releasePorts(lc); err != nil {
+			return err
+		}
+	}
+	return r.releaseAddresses()
+}
+
+// releasePorts removes from lc's lagg the attached ports that leave it or change kind.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) releasePorts(lc config.Lagg) error {
+	i := r.a.ifaces[lc.Name]
+	if i == nil {
+		return nil
+	}
+	w := r.next.Lagg(lc.Name)
+	for _, cp := range lc.Ports {
+		cur, ok := i.attached[cp.Name]
+		if !ok {
+			continue
+		}
+		if w != nil {
+			if np := findPort(w.Ports, cp.Name); np != nil && samePort(cur, *np) {
+				continue
+			}
+		} else if !configuredIn(r.next, cp.Name) {
+			continue // goes with its lagg at the commit
+		}
+		if err := r.a.removePortLocked(r.t, i, cur); err != nil {
+			return fmt.Errorf("%s: remove port %s: %w", lc.Name, cp.Name, err)
+		}
+		r.released[i] = append(r.released[i], cp.Name)
+	}
+	return nil
+}
+
+// releaseAddresses removes the addresses that leave a lagg that stays.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) releaseAddresses() error {
+	for _, ch := range r.changes {
 		if ch.Op != config.OpUpdateLagg {
 			continue
 		}
-		i := a.ifaces[ch.Lagg]
+		i := r.a.ifaces[ch.Lagg]
 		for _, it := range ch.Items {
 			if it.Kind == config.ItemAddress && it.OldAddr.IsValid() {
-				if err := a.removeAddressLocked(t, i, it.OldAddr); err != nil {
-					return a.failLocked(t, fmt.Errorf("%s: %w", ch.Lagg, err))
+				if err := r.a.removeAddressLocked(r.t, i, it.OldAddr); err != nil {
+					return fmt.Errorf("%s: %w", ch.Lagg, err)
 				}
 			}
 		}
 	}
+	return nil
+}
 
-	// Step 3: settings.
-	for _, ch := range changes {
+// Step 3: settings.
+
+// settings applies each changed lagg's settings with one all-or-nothing lagg.Apply, after the leaving ports have left.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) settings() error {
+	for _, ch := range r.changes {
 		if ch.Op != config.OpUpdateLagg || !slices.ContainsFunc(ch.Items, func(it config.Item) bool { return it.Kind == config.ItemSetting }) {
 			continue
 		}
-		i := a.ifaces[ch.Lagg]
+		i := r.a.ifaces[ch.Lagg]
 		want, err := laggConfig(*ch.New)
 		if err != nil {
-			return a.failLocked(t, err)
+			return err
 		}
 		prev := i.l.Config()
 		if err := i.l.Apply(want); err != nil {
-			return a.failLocked(t, err)
+			return err
 		}
-		t.onUndo(undoStep{kind: undoSettings, i: i, cfg: prev})
+		r.t.onUndo(undoStep{kind: undoSettings, i: i, cfg: prev})
 	}
+	return nil
+}
 
-	// Step 4: acquire.
-	for _, ch := range changes {
+// Step 4: acquire.
+
+// acquire creates the new laggs, adds ports, priorities, addresses and admin states, then the services, each undoable.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) acquire() error {
+	if err := r.createLaggs(); err != nil {
+		return err
+	}
+	if err := r.addPorts(); err != nil {
+		return err
+	}
+	if err := r.setPriorities(); err != nil {
+		return err
+	}
+	if err := r.addAddresses(); err != nil {
+		return err
+	}
+	return r.applyServices()
+}
+
+// createLaggs creates the new laggs, known to the txn only until the commit.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) createLaggs() error {
+	for _, ch := range r.changes {
 		if ch.Op != config.OpAddLagg {
 			continue
 		}
-		i, err := a.createIfaceLocked(*ch.New)
+		i, err := r.a.createIfaceLocked(*ch.New)
 		if err != nil {
-			return a.failLocked(t, err)
+			return err
 		}
-		t.created[ch.Lagg] = i
-		t.onUndo(undoStep{kind: undoCreate, i: i})
+		r.t.created[ch.Lagg] = i
+		r.t.onUndo(undoStep{kind: undoCreate, i: i})
 	}
-	for _, pp := range acquire {
-		i := a.txnIface(t, pp.lagg)
+	return nil
+}
+
+// addPorts adds the planned ports to their laggs, opening now those that moved.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) addPorts() error {
+	for _, pp := range r.attach {
+		i := r.a.txnIface(r.t, pp.lagg)
 		child := pp.child
 		if child == nil {
 			var err error
-			if child, err = a.open(pp.port, a.log); err != nil {
-				return a.failLocked(t, fmt.Errorf("%s: port %s: %w", pp.lagg, pp.port.Name, err))
+			if child, err = r.a.open(pp.port, r.a.log); err != nil {
+				return fmt.Errorf("%s: port %s: %w", pp.lagg, pp.port.Name, err)
 			}
 		}
-		delete(t.opened, pp.port.Name)
+		delete(r.t.opened, pp.port.Name)
 		if err := i.l.AddPort(child, pp.port.Priority); err != nil {
 			child.Close()
-			return a.failLocked(t, err)
+			return err
 		}
-		t.onUndo(undoStep{kind: undoRemovePort, i: i, port: pp.port})
+		r.t.onUndo(undoStep{kind: undoRemovePort, i: i, port: pp.port})
 	}
-	for _, r := range reprios {
-		if err := r.i.l.SetPortPriority(r.port.Name, r.port.Priority); err != nil {
-			return a.failLocked(t, err)
+	return nil
+}
+
+// setPriorities gives the ports that stay their new priorities.
+func (r *reconcile) setPriorities() error {
+	for _, rp := range r.reprios {
+		if err := rp.i.l.SetPortPriority(rp.port.Name, rp.port.Priority); err != nil {
+			return err
 		}
-		old := r.port
-		old.Priority = r.old
-		t.onUndo(undoStep{kind: undoPriority, i: r.i, port: old})
+		old := rp.port
+		old.Priority = rp.old
+		r.t.onUndo(undoStep{kind: undoPriority, i: rp.i, port: old})
 	}
-	announce := map[*iface]bool{}
-	for _, ch := range changes {
+	return nil
+}
+
+// addAddresses adds the new addresses and sets the changed admin states, in the order of the changes.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) addAddresses() error {
+	for _, ch := range r.changes {
 		if ch.Op == config.OpRemoveLagg {
 			continue
 		}
-		i := a.txnIface(t, ch.Lagg)
+		i := r.a.txnIface(r.t, ch.Lagg)
 		for _, it := range ch.Items {
 			switch {
 			case it.Kind == config.ItemAddress && it.NewAddr.IsValid():
-				if err := a.addAddressLocked(t, i, it.NewAddr); err != nil {
-					return a.failLocked(t, fmt.Errorf("%s: %w", ch.Lagg, err))
+				if err := r.a.addAddressLocked(r.t, i, it.NewAddr); err != nil {
+					return fmt.Errorf("%s: %w", ch.Lagg, err)
 				}
-				announce[i] = true
+				r.announce[i] = true
 			case it.Kind == config.ItemAdmin && ch.Op == config.OpUpdateLagg:
-				if err := a.setNICAdmin(i, ch.New.Down); err != nil {
-					return a.failLocked(t, err)
+				if err := r.a.setNICAdmin(i, ch.New.Down); err != nil {
+					return err
 				}
-				t.onUndo(undoStep{kind: undoAdmin, i: i, down: ch.Old.Down})
+				r.t.onUndo(undoStep{kind: undoAdmin, i: i, down: ch.Old.Down})
 			}
 		}
 	}
-	if !config.ServicesEqual(old, next) {
-		nics := map[string]tcpip.NICID{}
-		for _, lc := range next.Laggs {
-			nics[lc.Name] = a.txnIface(t, lc.Name).nic
-		}
-		if err := a.services.apply(next.Services, nics); err != nil {
-			if rerr := a.services.apply(old.Services, a.nicsLocked()); rerr != nil {
-				a.log.Error("cannot restart the services as they were", "err", rerr)
-			}
-			return a.failLocked(t, err)
-		}
-	}
+	return nil
+}
 
-	// Step 5: commit. Nothing fails from here on.
-	for _, ch := range changes {
+// applyServices restarts the services if they changed; if that fails, it restarts them as they were.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) applyServices() error {
+	if config.ServicesEqual(r.old, r.next) {
+		return nil
+	}
+	nics := map[string]tcpip.NICID{}
+	for _, lc := range r.next.Laggs {
+		nics[lc.Name] = r.a.txnIface(r.t, lc.Name).nic
+	}
+	if err := r.a.services.apply(r.next.Services, nics); err != nil {
+		if rerr := r.a.services.apply(r.old.Services, r.a.nicsLocked()); rerr != nil {
+			r.a.log.Error("cannot restart the services as they were", "err", rerr)
+		}
+		return err
+	}
+	return nil
+}
+
+// Step 5: commit. Nothing fails from here on.
+
+// commit records the new state and publishes it; it cannot fail.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) commit() {
+	r.commitLaggs()
+	r.commitPorts()
+	for _, i := range r.a.ifaces {
+		r.commitMissing(i)
+	}
+	r.a.cfg = r.next
+	for i := range r.announce {
+		if err := ustack.Announce(r.a.s, i.nic); err != nil {
+			r.a.log.Debug("announce", "lagg", i.name, "err", err)
+		}
+	}
+	r.a.publishLocked()
+	r.res.Items = config.Items(r.old, r.next)
+	r.reportMissing()
+}
+
+// commitLaggs destroys the removed laggs and makes the created ones run.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) commitLaggs() {
+	for _, ch := range r.changes {
 		if ch.Op == config.OpRemoveLagg {
-			if i := a.ifaces[ch.Lagg]; i != nil {
-				a.destroyIfaceLocked(i)
+			if i := r.a.ifaces[ch.Lagg]; i != nil {
+				r.a.destroyIfaceLocked(i)
 			}
 		}
 	}
-	for name, i := range t.created {
-		a.ifaces[name] = i
-		a.log.Info("lagg created", "lagg", name, "proto", next.Lagg(name).Proto)
+	for name, i := range r.t.created {
+		r.a.ifaces[name] = i
+		r.a.log.Info("lagg created", "lagg", name, "proto", r.next.Lagg(name).Proto)
 	}
-	for i, names := range released {
+}
+
+// commitPorts records which ports each lagg has now: released, acquired and reprioritised.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) commitPorts() {
+	for i, names := range r.released {
 		for _, n := range names {
 			delete(i.attached, n)
 		}
 	}
-	for _, pp := range acquire {
-		a.txnIface(t, pp.lagg).attached[pp.port.Name] = pp.port
+	for _, pp := range r.attach {
+		r.a.txnIface(r.t, pp.lagg).attached[pp.port.Name] = pp.port
 	}
-	for _, r := range reprios {
-		r.i.attached[r.port.Name] = r.port
+	for _, rp := range r.reprios {
+		rp.i.attached[rp.port.Name] = rp.port
 	}
-	for _, i := range a.ifaces {
-		want := missing[i.name]
-		for n, m := range i.missing {
-			if mp, ok := want[n]; ok && samePort(m.port, mp.port) {
-				m.port, m.err = mp.port, mp.err
-				delete(want, n)
-				continue
-			}
-			if pp := findPlan(acquire, i.name, n); pp != nil {
-				res.Attached = append(res.Attached, fmt.Sprintf("%s: port %s attached: its interface exists now", i.name, n))
-			}
-			a.stopMissing(m)
-			delete(i.missing, n)
+}
+
+// commitMissing makes i's missing ports those planned: it keeps those that stay, stops waiting for the others and waits for the new ones.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) commitMissing(i *iface) {
+	want := r.missing[i.name]
+	for n, m := range i.missing {
+		if mp, ok := want[n]; ok && samePort(m.port, mp.port) {
+			m.port, m.err = mp.port, mp.err
+			delete(want, n)
+			continue
 		}
-		for _, lc := range next.Lagg(i.name).Ports {
-			if mp, ok := want[lc.Name]; ok {
-				a.markMissingLocked(i, mp.port, mp.err)
-			}
+		if pp := findPlan(r.attach, i.name, n); pp != nil {
+			r.res.Attached = append(r.res.Attached, fmt.Sprintf("%s: port %s attached: its interface exists now", i.name, n))
 		}
+		r.a.stopMissing(m)
+		delete(i.missing, n)
 	}
-	a.cfg = next
-	for i := range announce {
-		if err := ustack.Announce(a.s, i.nic); err != nil {
-			a.log.Debug("announce", "lagg", i.name, "err", err)
+	for _, lc := range r.next.Lagg(i.name).Ports {
+		if mp, ok := want[lc.Name]; ok {
+			r.a.markMissingLocked(i, mp.port, mp.err)
 		}
 	}
-	a.publishLocked()
-	res.Items = config.Items(old, next)
-	for _, lc := range next.Laggs {
-		i := a.ifaces[lc.Name]
+}
+
+// reportMissing lists in the result, in configuration order, the ports configured but missing.
+//
+// +checklocks:r.a.mu
+func (r *reconcile) reportMissing() {
+	for _, lc := range r.next.Laggs {
+		i := r.a.ifaces[lc.Name]
 		for _, p := range lc.Ports {
 			if m := i.missing[p.Name]; m != nil {
-				res.Missing = append(res.Missing, fmt.Sprintf("%s port %s: %v", lc.Name, p.Name, m.err))
+				r.res.Missing = append(r.res.Missing, fmt.Sprintf("%s port %s: %v", lc.Name, p.Name, m.err))
 			}
 		}
 	}
-	return res, nil
 }
 
 // failLocked undoes what t did, closes the ports it opened, and returns
@@ -538,7 +756,8 @@ func (a *Appliance) createIfaceLocked(lc config.Lagg) (*iface, error) {
 		return nil, err
 	}
 	nic := a.nextNIC
-	if err := ustack.AddInterface(a.s, nic, lc.Name, l, nil); err != nil {
+	// The NIC sees the lagg through the SYN admission guard (synguard.go).
+	if err := ustack.AddInterface(a.s, nic, lc.Name, newSYNGuard(l, a.syn), nil); err != nil {
 		l.Close()
 		return nil, err
 	}

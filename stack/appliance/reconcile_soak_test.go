@@ -297,10 +297,14 @@ func (p *soakPlanner) change(cur *config.Config, viaIfconfig bool) (soakStep, bo
 	case "proto":
 		k := p.pick(soakLaggs)
 		// lagg0 carries the transfer to a failover peer: no LACP (no
-		// partner) and no none (no port distributes) there.
-		protos := []string{"failover", "loadbalance", "broadcast", "roundrobin"}
+		// partner) and no none (no port distributes) there. Nor roundrobin
+		// or broadcast: one TCP stream spread frame by frame over wires
+		// that deliver independently stalled for good in about one run in
+		// three under -race (gVisor's SACK recovery, RACK off, with reordering
+		// on every segment); the other laggs still run them.
+		protos := []string{"failover", "loadbalance"}
 		if k != 0 {
-			protos = append(protos, "none", "lacp")
+			protos = append(protos, "broadcast", "roundrobin", "none", "lacp")
 		}
 		proto := protos[p.pick(len(protos))]
 		if proto == cur.Laggs[k].Proto {
@@ -515,25 +519,13 @@ func TestReconcileSoak(t *testing.T) {
 		prev = want
 		// Data flows through every state the soak goes through.
 		if err := tr.Await(tr.Received()+8<<10, 10*time.Second); err != nil {
-			var b strings.Builder
-			for _, h := range history[max(0, len(history)-8):] {
-				b.WriteString("\n  " + h)
-			}
-			for k, pl := range s.pls {
-				ps := pl.Status()
-				fmt.Fprintf(&b, "\n  peer%d tx %s ports %+v drops %v", k, ps.TxPort, ps.Ports, ps.Counters.Drops)
-			}
-			for n, w := range s.wires {
-				fmt.Fprintf(&b, "\n  wire %s: A tx %d rx %d dropped %d; B tx %d rx %d dropped %d", n, w.A.TxFrames.Load(), w.A.RxFrames.Load(), w.A.Dropped.Load(), w.B.TxFrames.Load(), w.B.RxFrames.Load(), w.B.Dropped.Load())
-			}
-			for _, st := range s.a.Status() {
-				fmt.Fprintf(&b, "\n  %s %s up %v tx %s ports %v", st.Name, st.Proto, st.Up, st.TxPort, st.Ports)
-			}
-			t.Fatalf("after step %d: %v; last steps:%s", step, err, b.String())
+			t.Fatalf("after step %d: %v; last steps:%s", step, err, s.dump(history))
 		}
 	}
 	elapsed := time.Since(start)
-	tr.WaitMore(t, 64<<10, 10*time.Second)
+	if err := tr.Await(tr.Received()+64<<10, 10*time.Second); err != nil {
+		t.Fatalf("after the last step: %v%s", err, s.dump(history))
+	}
 	stop()
 	res := tr.Wait(t, 30*time.Second)
 	var kinds []string
@@ -548,4 +540,34 @@ func TestReconcileSoak(t *testing.T) {
 	}
 	t.Logf("measure: soak: %d reconfigurations in %v; echo %d bytes intact, no reset; max stall %v; %s",
 		soakSteps, elapsed.Round(time.Millisecond), res.Received, time.Duration(maxStall.Load()).Round(time.Millisecond), strings.Join(parts, "; "))
+}
+
+// dump describes the soak's last steps and every lagg, port and wire, for a
+// failure message.
+func (s *soakRig) dump(history []string) string {
+	var b strings.Builder
+	for _, h := range history[max(0, len(history)-8):] {
+		b.WriteString("\n  " + h)
+	}
+	for k, pl := range s.pls {
+		ps := pl.Status()
+		fmt.Fprintf(&b, "\n  peer%d tx %s ports %+v drops %v", k, ps.TxPort, ps.Ports, ps.Counters.Drops)
+	}
+	for n, w := range s.wires {
+		fmt.Fprintf(&b, "\n  wire %s: A tx %d rx %d dropped %d; B tx %d rx %d dropped %d", n, w.A.TxFrames.Load(), w.A.RxFrames.Load(), w.A.Dropped.Load(), w.B.TxFrames.Load(), w.B.RxFrames.Load(), w.B.Dropped.Load())
+	}
+	for _, st := range s.a.Status() {
+		fmt.Fprintf(&b, "\n  %s %s up %v tx %s ports %v drops %v", st.Name, st.Proto, st.Up, st.TxPort, st.Ports, st.Counters.Drops)
+	}
+	for name, st := range map[string]*gstack.Stack{"appliance": s.a.Stack(), "peer": s.peer} {
+		tcp := st.Stats().TCP
+		fmt.Fprintf(&b, "\n  %s tcp: sent %d retransmits %d timeouts %d fast-retransmit %d resets-rx %d checksum-errors %d; stack drops %d",
+			name, tcp.SegmentsSent.Value(), tcp.Retransmits.Value(), tcp.Timeouts.Value(), tcp.FastRetransmit.Value(),
+			tcp.ResetsReceived.Value(), tcp.ChecksumErrors.Value(), st.Stats().DroppedPackets.Value())
+		ss := st.Stats()
+		fmt.Fprintf(&b, "; arp requests sent %d replies rx %d; unreachable neighbour lookups %d; ip sent %d outgoing errors %d",
+			ss.ARP.OutgoingRequestsSent.Value(), ss.ARP.RepliesReceived.Value(), ss.NICs.Neighbor.UnreachableEntryLookups.Value(),
+			ss.IP.PacketsSent.Value(), ss.IP.OutgoingPacketErrors.Value())
+	}
+	return b.String()
 }
