@@ -162,7 +162,9 @@ func (d *demo) start(log *slog.Logger) error {
 		{Name: demoPort1, Kind: "afpacket", Priority: 2000},
 	}
 	cfg.Laggs = []config.Lagg{lc}
-	cfg.Services = []config.Service{{Kind: "tcp-echo", Port: 7}, {Kind: "udp-echo", Port: 7}, {Kind: "tcp-discard", Port: 9}}
+	// The failover steps probe udp-echo 1,000 times a second from one host:
+	// above the default per-source reply rate, which guards real networks.
+	cfg.Services = []config.Service{{Kind: "tcp-echo", Port: 7}, {Kind: "udp-echo", Port: 7, RatePerSource: 5000}, {Kind: "tcp-discard", Port: 9}}
 	open := func(p config.Port, log *slog.Logger) (linkep.Port, error) {
 		return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{Netns: d.lns, SpeedMbps: p.SpeedMbps, Logger: log})
 	}

@@ -297,6 +297,12 @@ type svcListener struct {
 	once   sync.Once
 }
 
+// holdsData reports whether the service can be made to hold a client's
+// data (echo waits for the client to read its answer; http-status answers):
+// those get small fixed buffers. tcp-discard reads and drops at once, so it
+// keeps the stack's default windows and the link's full speed.
+func (svc *service) holdsData() bool { return svc.cfg.Kind != "tcp-discard" }
+
 func listenService(s *gstack.Stack, addr tcpip.FullAddress, svc *service) (*svcListener, error) {
 	l := &svcListener{svc: svc, s: s, cancel: make(chan struct{})}
 	ep, terr := s.NewEndpoint(tcp.ProtocolNumber, ipv6.ProtocolNumber, &l.wq)
@@ -304,7 +310,9 @@ func listenService(s *gstack.Stack, addr tcpip.FullAddress, svc *service) (*svcL
 		return nil, errors.New(terr.String())
 	}
 	// Accepted connections start with the listener's receive buffer.
-	ep.SocketOptions().SetReceiveBufferSize(svcConnBuffer, true)
+	if svc.holdsData() {
+		ep.SocketOptions().SetReceiveBufferSize(svcConnBuffer, true)
+	}
 	if terr := ep.Bind(addr); terr != nil {
 		ep.Close()
 		return nil, fmt.Errorf("bind: %s", terr)
@@ -413,9 +421,11 @@ func (svc *service) admit(ep tcpip.Endpoint, wq *waiter.Queue) *svcConn {
 		reset(ep)
 		return nil
 	}
-	opts := ep.SocketOptions()
-	opts.SetSendBufferSize(svcConnBuffer, true)
-	opts.SetReceiveBufferSize(svcConnBuffer, true)
+	if svc.holdsData() {
+		opts := ep.SocketOptions()
+		opts.SetSendBufferSize(svcConnBuffer, true)
+		opts.SetReceiveBufferSize(svcConnBuffer, true)
+	}
 	c := &svcConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, svc: svc, key: key}
 	svc.conns[c] = struct{}{}
 	svc.perSource[key]++
