@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -47,9 +46,15 @@ func WatchAppear(netns, name string, fn func()) (cancel func(), err error) {
 		fn:     fn,
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
-		log:    slog.Default().With("component", "appear", "port", name),
 	}
-	ch, done, err := w.subscribe()
+	w.sub = linkSubscription{
+		inNS:         ns.do,
+		listExisting: true, // an interface that exists is announced at once
+		stop:         w.stop,
+		log:          slog.Default().With("component", "appear", "port", name),
+		errLevel:     slog.LevelDebug,
+	}
+	ch, done, err := w.sub.open()
 	if err != nil {
 		ns.close()
 		return nil, err
@@ -70,73 +75,17 @@ type appearWatch struct {
 	fn     func()
 	stop   chan struct{} // closed by cancel
 	exited chan struct{} // closed when run has returned
-	log    *slog.Logger
+	sub    linkSubscription
 }
 
-// subscribe opens an RTNLGRP_LINK subscription in the namespace that first
-// lists the interfaces there.
-func (w *appearWatch) subscribe() (chan netlink.LinkUpdate, chan struct{}, error) {
-	ch := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	err := w.ns.do(func() error {
-		return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
-			ListExisting:      true,
-			ErrorCallback:     w.onError,
-			ReceiveBufferSize: 1 << 20,
-		})
-	})
-	if err != nil {
-		close(done)
-		return nil, nil, err
-	}
-	return ch, done, nil
-}
-
-func (w *appearWatch) onError(err error) {
-	select {
-	case <-w.stop:
-	default:
-		// Not fatal by itself; a subscription that ends is renewed.
-		w.log.Debug("rtnetlink subscription error", "err", err)
-	}
-}
-
+// run announces every RTM_NEWLINK for the name; a renewed subscription
+// lists the interfaces again, so nothing needs replaying.
 func (w *appearWatch) run(ch chan netlink.LinkUpdate, done chan struct{}) {
 	defer close(w.exited)
 	defer w.ns.close()
-	backoff := 100 * time.Millisecond
-	for {
-		select {
-		case u, ok := <-ch:
-			if ok {
-				if u.Header.Type == unix.RTM_NEWLINK && u.Link != nil && u.Link.Attrs() != nil && u.Link.Attrs().Name == w.name {
-					w.fn()
-				}
-				continue
-			}
-			// The receive goroutine ended (typically ENOBUFS): subscribe
-			// again, which lists the interfaces again.
-			close(done)
-			for {
-				var err error
-				if ch, done, err = w.subscribe(); err == nil {
-					backoff = 100 * time.Millisecond
-					break
-				}
-				w.log.Warn("rtnetlink resubscribe failed", "err", err, "retry", backoff)
-				select {
-				case <-w.stop:
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, 5*time.Second)
-			}
-		case <-w.stop:
-			close(done)
-			for range ch {
-				// Drain so the library's receive goroutine can exit.
-			}
-			return
+	w.sub.run(ch, done, func(u netlink.LinkUpdate) {
+		if u.Header.Type == unix.RTM_NEWLINK && u.Link != nil && u.Link.Attrs() != nil && u.Link.Attrs().Name == w.name {
+			w.fn()
 		}
-	}
+	}, nil)
 }

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -82,6 +81,7 @@ type linkWatcher struct {
 	exited chan struct{}   // closed when the goroutine has returned
 	inCall atomic.Bool     // a callback is running on the goroutine
 	log    *slog.Logger
+	sub    linkSubscription
 
 	mu sync.Mutex
 	// +checklocks:mu
@@ -115,7 +115,13 @@ func startLinkWatcher(ns netns.NsHandle, key nsKey) (*linkWatcher, error) {
 		w.ns.Close()
 		return nil, err
 	}
-	ch, done, err := w.subscribe()
+	w.sub = linkSubscription{
+		inNS:     func(fn func() error) error { return inNetNS(w.ns, fn) },
+		stop:     w.stop,
+		log:      w.log,
+		errLevel: slog.LevelWarn,
+	}
+	ch, done, err := w.sub.open()
 	if err != nil {
 		w.nl.Close()
 		w.ns.Close()
@@ -125,71 +131,13 @@ func startLinkWatcher(ns netns.NsHandle, key nsKey) (*linkWatcher, error) {
 	return w, nil
 }
 
-func (w *linkWatcher) subscribe() (chan netlink.LinkUpdate, chan struct{}, error) {
-	ch := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	err := inNetNS(w.ns, func() error {
-		return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
-			ErrorCallback: w.onError,
-			// SO_RCVBUF, not FORCE: FORCE needs CAP_NET_ADMIN and the
-			// library leaks its socket when that setsockopt fails.
-			ReceiveBufferSize: 1 << 20,
-		})
-	})
-	if err != nil {
-		close(done)
-		return nil, nil, err
-	}
-	return ch, done, nil
-}
-
-func (w *linkWatcher) onError(err error) {
-	select {
-	case <-w.stop:
-		// The socket was closed on purpose.
-	default:
-		w.log.Warn("rtnetlink subscription error", "err", err)
-	}
-}
-
+// run dispatches updates until the last watch goes; after a renewed
+// subscription it replays what may have been missed.
 func (w *linkWatcher) run(ch chan netlink.LinkUpdate, done chan struct{}) {
 	defer close(w.exited)
 	defer w.ns.Close()
 	defer w.nl.Close()
-	backoff := 100 * time.Millisecond
-	for {
-		select {
-		case u, ok := <-ch:
-			if ok {
-				w.dispatch(u)
-				continue
-			}
-			// The receive goroutine died (typically ENOBUFS after an
-			// event burst): resubscribe and replay what we may have missed.
-			close(done)
-			for {
-				var err error
-				if ch, done, err = w.subscribe(); err == nil {
-					backoff = 100 * time.Millisecond
-					break
-				}
-				w.log.Warn("rtnetlink resubscribe failed", "err", err, "retry", backoff)
-				select {
-				case <-w.stop:
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(2*backoff, 5*time.Second)
-			}
-			w.replay()
-		case <-w.stop:
-			close(done)
-			for range ch {
-				// Drain so the library's receive goroutine can exit.
-			}
-			return
-		}
-	}
+	w.sub.run(ch, done, w.dispatch, w.replay)
 }
 
 // replay delivers the current state of every watched interface.
