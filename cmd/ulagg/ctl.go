@@ -48,12 +48,13 @@ With no option, show LAGG (every lagg with -a or no LAGG); -v adds LACP
 details and counters, -l lists names, --json prints the status as JSON.
 Options, as NetBSD's ifconfig(8) and lagg(4):
   create | destroy
-  laggproto none|failover|loadbalance|lacp | -laggproto
-  laggport IF [pri N] | -laggport IF | laggportpri IF N
+  laggproto none|failover|loadbalance|lacp|roundrobin|broadcast | -laggproto
+  laggport IF [pri N] [tso | -tso] | -laggport IF | laggportpri IF N
   laggfailover rx-all | -rx-all
+  laggroundrobin stride N  (also FreeBSD's rr_limit N)
   lagglacp multi-speed | -multi-speed | maxports N | -maxports | minports N | -minports
            fast | slow | active | passive | sysprio N | -sysprio | key N | -key
-           fallback | -fallback
+           fallback | -fallback | select stable|bandwidth|count | -select
   inet ADDR[/LEN] [netmask MASK] [alias | -alias | delete]
   inet6 ADDR[/LEN] [prefixlen N] [alias | -alias | delete]
   ADDR[/LEN] [netmask MASK] ...   (a bare address)
