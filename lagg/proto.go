@@ -168,6 +168,22 @@ func activePorts(ports []*port) []*port {
 	return out
 }
 
+// overActive is the distribution of the protocols that transmit and
+// receive on every active port: one port sends everything, several send
+// through the transmitter many builds.
+func overActive(c *protoCtx, many func(tx []*port) transmitter) distribution {
+	tx := activePorts(c.ports)
+	d := distribution{txPorts: tx, rx: rxBits(tx), up: len(tx) > 0}
+	switch len(tx) {
+	case 0:
+	case 1:
+		d.tx = singleTx{tx[0]}
+	default:
+		d.tx = many(tx)
+	}
+	return d
+}
+
 // rxBits is the receive set of ports.
 func rxBits(ports []*port) uint64 {
 	var rx uint64

@@ -15,16 +15,7 @@ type protoBroadcast struct{ baseProtocol }
 func init() { registerProtocol(ProtoBroadcast, 5, func() protocol { return protoBroadcast{} }) }
 
 func (protoBroadcast) distribute(c *protoCtx) distribution {
-	tx := activePorts(c.ports)
-	d := distribution{txPorts: tx, rx: rxBits(tx), up: len(tx) > 0}
-	switch len(tx) {
-	case 0:
-	case 1:
-		d.tx = singleTx{tx[0]}
-	default:
-		d.tx = broadcastTx{tx}
-	}
-	return d
+	return overActive(c, func(tx []*port) transmitter { return broadcastTx{tx} })
 }
 
 type broadcastTx struct{ ports []*port }

@@ -11,6 +11,5 @@ type protoLoadbalance struct{ baseProtocol }
 func init() { registerProtocol(ProtoLoadBalance, 2, func() protocol { return protoLoadbalance{} }) }
 
 func (protoLoadbalance) distribute(c *protoCtx) distribution {
-	tx := activePorts(c.ports)
-	return distribution{tx: newHashedTx(tx, c.cfg.Hash, c.prev), txPorts: tx, rx: rxBits(tx), up: len(tx) > 0}
+	return overActive(c, func(tx []*port) transmitter { return newHashedTx(tx, c.cfg.Hash, c.prev) })
 }

@@ -18,20 +18,13 @@ type protoRoundRobin struct{ baseProtocol }
 func init() { registerProtocol(ProtoRoundRobin, 4, func() protocol { return protoRoundRobin{} }) }
 
 func (protoRoundRobin) distribute(c *protoCtx) distribution {
-	tx := activePorts(c.ports)
-	d := distribution{txPorts: tx, rx: rxBits(tx), up: len(tx) > 0}
-	switch len(tx) {
-	case 0:
-	case 1:
-		d.tx = singleTx{tx[0]}
-	default:
+	return overActive(c, func(tx []*port) transmitter {
 		t := &roundRobinTx{ports: tx, stride: uint64(c.cfg.RoundRobin.Stride), next: new(atomic.Uint64)}
 		if old, ok := c.prev.tx.(*roundRobinTx); ok {
 			t.next = old.next // the turn goes on where it was
 		}
-		d.tx = t
-	}
-	return d
+		return t
+	})
 }
 
 // roundRobinTx counts frames with one atomic shared by all senders.
