@@ -51,6 +51,8 @@ type Config struct {
 	Limits   Limits
 	Laggs    []Lagg
 	Services []Service
+	Routes   []Route // [[route]]: static routes (route.go)
+	VLANs    []VLAN  // [[vlan]]: VLAN interfaces on laggs (vlan.go)
 }
 
 // Limits bounds what the process may use.
@@ -100,6 +102,9 @@ type Control struct {
 	// host interfaces, so that a start after a crash puts it back; ""
 	// means DefaultRuntimeDir.
 	RuntimeDir string
+	// Group (a group name or gid; "" none) makes the socket 0660 in that
+	// group: its members may read (status, monitor, hash), not change.
+	Group string
 }
 
 // RuntimeDirOrDefault returns RuntimeDir, or DefaultRuntimeDir if unset.
@@ -122,6 +127,12 @@ type Lagg struct {
 	Name      string
 	Proto     string
 	Addresses []netip.Prefix
+	// DHCP runs a DHCPv4 client on the lagg ("dhcp" in addresses); its
+	// lease adds to the static Addresses.
+	DHCP bool
+	// SLAAC takes IPv6 addresses, on-link prefixes and default routers
+	// from router advertisements ("slaac" in addresses).
+	SLAAC     bool
 	MTU       uint32           // 0 = take the first port's MTU
 	MAC       net.HardwareAddr // nil = take the first port's MAC
 	Hash      []string         // subset of "l2", "l3", "l4"
@@ -133,6 +144,8 @@ type Lagg struct {
 	// RoundRobin holds roundrobin's options.
 	RoundRobin RoundRobin
 	Ports      []Port
+	// Monitor is the link monitor, [lagg.monitor] (monitor.go).
+	Monitor Monitor
 }
 
 // RoundRobin holds roundrobin protocol options.
@@ -174,6 +187,10 @@ type Port struct {
 	// cannot take frames larger than the MTU: Open vSwitch's userspace
 	// datapath, DPDK's af_packet. Changing it reopens the port.
 	DisableGSO bool
+	// Disabled (disabled = true; ifconfig laggport IF -active) keeps the
+	// port in the lagg but out of service, as if its link were down
+	// (config/port_admin.go).
+	Disabled bool
 }
 
 // SameOpening reports whether p and q open their interface alike (kind,
@@ -292,6 +309,8 @@ func (c *Config) Clone() *Config {
 	}
 	n := *c
 	n.Services = slices.Clone(c.Services)
+	n.Routes = slices.Clone(c.Routes)
+	n.VLANs = cloneVLANs(c.VLANs)
 	if c.Laggs != nil {
 		n.Laggs = make([]Lagg, len(c.Laggs))
 		for i := range c.Laggs {
@@ -307,6 +326,8 @@ func (l *Lagg) clone() Lagg {
 	n.MAC = slices.Clone(l.MAC)
 	n.Hash = slices.Clone(l.Hash)
 	n.Ports = slices.Clone(l.Ports)
+	n.Monitor.ARPTargets = slices.Clone(l.Monitor.ARPTargets)
+	n.Monitor.NSTargets = slices.Clone(l.Monitor.NSTargets)
 	return n
 }
 

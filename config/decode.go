@@ -80,15 +80,15 @@ var (
 var lacpMultiSpeedKeys = []string{"multi_speed", "multi-speed", "multi-linkspeed"}
 
 var (
-	topKeys      = []string{"control", "metrics", "limits", "lagg", "service"}
-	controlKeys  = []string{"socket", "runtime_dir"}
+	topKeys      = []string{"control", "metrics", "limits", "lagg", "service", "route", "vlan"}
+	controlKeys  = []string{"socket", "runtime_dir", "group"}
 	metricsKeys  = []string{"listen"}
 	limitsKeys   = []string{"memory_mb", "syn_rate", "syn_burst"}
-	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "roundrobin", "port"}
+	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "roundrobin", "port", "monitor"}
 	failoverKeys = []string{"rx_all"}
 	rrKeys       = []string{"stride"}
 	lacpKeys     = append(slices.Clone(lacpMultiSpeedKeys), "max_ports", "rate", "mode", "system_priority", "key", "min_ports", "fallback", "select")
-	portKeys     = []string{"name", "kind", "priority", "speed_mbps", "gso"}
+	portKeys     = []string{"name", "kind", "priority", "speed_mbps", "gso", "disabled"}
 	serviceKeys  = []string{"kind", "port", "lagg", "max_conns", "max_conns_per_source", "idle_timeout_s", "rate_per_source", "details"}
 )
 
@@ -99,6 +99,7 @@ func (d *decoder) config(m map[string]any) *Config {
 		d.unknown("control", t, controlKeys)
 		d.str(t, "control", "socket", &c.Control.Socket)
 		d.str(t, "control", "runtime_dir", &c.Control.RuntimeDir)
+		d.str(t, "control", "group", &c.Control.Group)
 	}
 	if t, ok := d.table(m, "", "metrics"); ok {
 		d.unknown("metrics", t, metricsKeys)
@@ -116,6 +117,12 @@ func (d *decoder) config(m map[string]any) *Config {
 	for i, t := range d.tables(m, "", "service") {
 		c.Services = append(c.Services, d.service(indexPath("service", i), t))
 	}
+	for i, t := range d.tables(m, "", "route") {
+		c.Routes = append(c.Routes, d.route(indexPath("route", i), t))
+	}
+	for i, t := range d.tables(m, "", "vlan") {
+		c.VLANs = append(c.VLANs, d.vlan(indexPath("vlan", i), t))
+	}
 	return c
 }
 
@@ -127,6 +134,9 @@ func (d *decoder) lagg(p string, t map[string]any) Lagg {
 	d.str(t, p, "proto", &l.Proto)
 	addrs, _ := d.strs(t, p, "addresses")
 	for i, s := range addrs {
+		if d.addressWord(&l.DHCP, &l.SLAAC, keyPath(p, "addresses"), i, s) { // dhcp.go
+			continue
+		}
 		// A bad entry stays as an invalid Prefix so that later entries keep
 		// their index; Validate's complaint about it is suppressed.
 		pfx, err := netip.ParsePrefix(s)
@@ -169,6 +179,9 @@ func (d *decoder) lagg(p string, t map[string]any) Lagg {
 	if lt, ok := d.table(t, p, "lacp"); ok {
 		d.lacp(keyPath(p, "lacp"), lt, &l.LACP)
 	}
+	if mt, ok := d.table(t, p, "monitor"); ok {
+		d.monitor(keyPath(p, "monitor"), mt, &l.Monitor) // monitor.go
+	}
 	for i, pt := range d.tables(t, p, "port") {
 		l.Ports = append(l.Ports, d.port(indexPath(keyPath(p, "port"), i), pt))
 	}
@@ -210,6 +223,7 @@ func (d *decoder) port(p string, t map[string]any) Port {
 	gso := !pt.DisableGSO
 	d.boolean(t, p, "gso", &gso)
 	pt.DisableGSO = !gso
+	d.boolean(t, p, "disabled", &pt.Disabled)
 	return pt
 }
 

@@ -102,6 +102,10 @@ func (it Item) String() string {
 		default:
 			fmt.Fprintf(&b, "address %s -> %s", it.OldAddr, it.NewAddr)
 		}
+	case ItemRoute:
+		b.WriteString(routeItemString(it))
+	case ItemVLAN:
+		b.WriteString(vlanItemString(it))
 	case ItemService:
 		switch {
 		case it.Old == "":
@@ -139,6 +143,9 @@ func portChange(o, n Port) string {
 	if o.DisableGSO != n.DisableGSO {
 		d = append(d, fmt.Sprintf("gso %v -> %v", !o.DisableGSO, !n.DisableGSO))
 	}
+	if o.Disabled != n.Disabled {
+		d = append(d, fmt.Sprintf("disabled %v -> %v", o.Disabled, n.Disabled))
+	}
 	return strings.Join(d, ", ")
 }
 
@@ -153,6 +160,9 @@ func portWords(p Port) string {
 	}
 	if p.DisableGSO {
 		s += ", gso false"
+	}
+	if p.Disabled {
+		s += ", disabled"
 	}
 	return s
 }
@@ -203,6 +213,7 @@ func Items(old, new *Config) []Item {
 	for _, c := range Diff(old, new) {
 		out = append(out, c.Items...)
 	}
+	out = append(out, vlanItems(old, new)...) // vlan.go
 	return append(out, otherItems(old, new)...)
 }
 
@@ -229,7 +240,7 @@ func Discarded(base, running, file *Config) []Item {
 	whole := map[string]bool{} // laggs the file creates or destroys
 	for _, it := range undo {
 		keys[it.Key()] = true
-		if it.Kind == ItemLagg {
+		if it.Kind == ItemLagg || it.Kind == ItemVLAN { // a VLAN made anew takes its addresses
 			whole[it.Lagg] = true
 		}
 	}
@@ -242,7 +253,7 @@ func Discarded(base, running, file *Config) []Item {
 		switch {
 		case keys[it.Key()]:
 		case it.Lagg != "" && whole[it.Lagg]:
-		case it.Kind == ItemLagg && touched[it.Lagg]:
+		case (it.Kind == ItemLagg || it.Kind == ItemVLAN) && touched[it.Lagg]:
 		default:
 			continue
 		}
@@ -299,6 +310,8 @@ func laggItems(o, n *Lagg) []Item {
 			out = append(out, Item{Lagg: n.Name, Kind: ItemAddress, Name: p.Addr().String(), Old: o.Addresses[i].String(), New: p.String(), OldAddr: o.Addresses[i], NewAddr: p})
 		}
 	}
+	out = append(out, dhcpItems(n.Name, o.DHCP, n.DHCP)...) // dhcp.go
+	out = append(out, flagItems(n.Name, ItemSLAAC, o.SLAAC, n.SLAAC)...)
 	return out
 }
 
@@ -331,6 +344,7 @@ var laggSettings = []struct {
 	{"lacp.key", func(l *Lagg) string { return autoInt(int64(l.LACP.Key)) }},
 	{"lacp.min_ports", func(l *Lagg) string { return strconv.Itoa(l.LACP.MinPorts) }},
 	{"lacp.fallback", func(l *Lagg) string { return strconv.FormatBool(l.LACP.Fallback) }},
+	{"monitor", func(l *Lagg) string { return l.Monitor.String() }},
 }
 
 func autoInt(v int64) string {
@@ -376,6 +390,7 @@ func otherItems(old, new *Config) []Item {
 			out = append(out, Item{Kind: ItemService, Name: serviceName(s), Old: "on", New: "changed"})
 		}
 	}
+	out = append(out, routeItems(old, new)...)
 	if old.Metrics.Listen != new.Metrics.Listen {
 		out = append(out, Item{Kind: ItemMetrics, Name: "metrics.listen", Old: old.Metrics.Listen, New: new.Metrics.Listen})
 	}
@@ -394,6 +409,9 @@ func otherItems(old, new *Config) []Item {
 	// An empty socket is a config that was never loaded (a nil one).
 	if old.Control.Socket != new.Control.Socket && old.Control.Socket != "" && new.Control.Socket != "" {
 		out = append(out, Item{Kind: ItemControl, Name: "control.socket", Old: old.Control.Socket, New: new.Control.Socket})
+	}
+	if old.Control.Group != new.Control.Group {
+		out = append(out, Item{Kind: ItemControl, Name: "control.group", Old: old.Control.Group, New: new.Control.Group})
 	}
 	return out
 }

@@ -10,6 +10,9 @@
 //	socket = "/run/ulagg/ulagg.sock"  # control socket for the CLI (default shown)
 //	runtime_dir = "/run/ulagg"        # absolute; state files of the host interfaces ulagg
 //	                                  # changed, put back at the next start after a crash
+//	group = ""                        # group name or gid: the socket becomes 0660 in it and
+//	                                  # its members may read (status, monitor, hash) only;
+//	                                  # ulagg must be in the group; "" (default) = owner only
 //
 //	[metrics]
 //	listen = ""                       # host:port for Prometheus; "" (default) = off
@@ -57,6 +60,23 @@
 //	                                  # partners: stable (keep the active one while it has ports) |
 //	                                  # bandwidth (most speed) | count (most ports)
 //
+//	[lagg.monitor]                    # link monitor: probes that find silent failures (carrier up,
+//	                                  # frames lost); off without a target (monitor.go)
+//	arp_targets = ["192.168.1.254"]   # IPv4 unicast, at most 16: ARP probes from each port's own
+//	                                  # MAC with sender IP 0.0.0.0 (RFC 5227: nothing is cached)
+//	ns_targets = ["fd00::fe"]         # IPv6 unicast, at most 16: neighbour solicitations from
+//	                                  # each port's own link-local address
+//	interval_ms = 1000                # 10..60000 between probes; absent or 0 = 1000
+//	missed_max = 2                    # 1..255 intervals unanswered before the port counts as
+//	                                  # link down (failover moves, loadbalance rehashes, lacp
+//	                                  # takes it out); absent or 0 = 2; up again on a reply
+//	                                  # (after up_delay_ms)
+//	validate = "all"                  # ports that need replies to their own probes: all |
+//	                                  # active (transmitting) | backup; the others are alive on
+//	                                  # any frame received
+//	require = "any"                   # any | all: targets that must answer each interval
+//	                                  # ifconfig: laggmonitor arp ADDR... interval MS missed N ...
+//
 //	[[lagg.port]]                     # at most 32 per lagg; a port belongs to one lagg
 //	name = "wm0"                      # required; host interface, 1..15 bytes, no '/', ':' or space
 //	kind = "afpacket"                 # afpacket (default) | tap
@@ -65,6 +85,8 @@
 //	gso = true                        # offer host GSO (64 KB TCP segments; afpacket); false for
 //	                                  # peers that take no frame above the MTU (Open vSwitch
 //	                                  # userspace, DPDK af_packet); ifconfig: laggport IF -tso
+//	disabled = false                  # true: out of service without leaving the lagg, as if its
+//	                                  # link were down; ifconfig: laggport IF -active | active
 //
 //	[[service]]                       # built-in responders on the lagg addresses
 //	kind = "tcp-echo"                 # required: tcp-echo | udp-echo | tcp-discard | http-status (TCP)

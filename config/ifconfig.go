@@ -26,11 +26,23 @@ import (
 //	                                 for peers that take no frame above the MTU;
 //	                                 on a port IF already has, tso/-tso alone changes it
 //	                                 (the port is reopened)
+//	laggport IF -active | active     disable port IF without removing it (it counts as
+//	                                 link down; LACP takes it out of the aggregation),
+//	                                 or enable it again; a ulagg extension: neither
+//	                                 NetBSD nor FreeBSD has it (Linux: bond/disable-member)
 //	-laggport IF                     remove port IF
 //	laggportpri IF N                 change the priority of port IF
 //	laggfailover rx-all|-rx-all ...  failover only: receive on every port or the TX port
 //	laggroundrobin stride N          roundrobin only: N frames per port in turn (1..65535);
 //	                                 also FreeBSD's rr_limit N
+//	laggmonitor OPTION...            link monitor ([lagg.monitor]), one or more of:
+//	    arp ADDR... | -arp           IPv4 targets probed with ARP (-arp: none)
+//	    ns ADDR... | -ns             IPv6 targets probed with neighbour solicitations
+//	    interval MS                  probe interval, 10..60000 ms (default 1000)
+//	    missed N                     unanswered intervals before a port is down, 1..255 (2)
+//	    validate all|active|backup   ports that need replies to their own probes (all)
+//	    require any|all              targets that must answer (any)
+//	-laggmonitor                     no link monitor
 //	lagglacp OPTION...               lacp only, one or more of:
 //	    multi-speed | -multi-speed   (also multi-linkspeed) ports of mixed speeds aggregate
 //	    maxports N | -maxports       1..16 ports distributing (-maxports: 16)
@@ -46,6 +58,11 @@ import (
 //	inet ADDR[/LEN] [netmask M] [prefixlen N] [alias | -alias | delete]
 //	inet6 ADDR[/LEN] [prefixlen N] [alias | -alias | delete]
 //	ADDR ...                         a bare address: inet, or inet6 if it is IPv6
+//	inet dhcp | inet -dhcp           run (stop, releasing the lease) the built-in DHCPv4
+//	                                 client; also dhcp, -dhcp. NetBSD runs dhcpcd(8) for
+//	                                 this; ulagg has no dhcpcd and no DHCPv6
+//	inet6 slaac | inet6 -slaac       take (stop taking) IPv6 addresses and routers from
+//	                                 router advertisements; also FreeBSD's accept_rtadv
 //	mtu N                            68..65535, applied to every port
 //	up | down                        administrative state
 //
@@ -58,8 +75,9 @@ import (
 // NetBSD, changing the protocol keeps the ports (lagg.SetProto) and proto
 // none accepts ports.
 type IfconfigCommand struct {
-	Lagg string
+	Lagg string // the interface: a lagg, or a VLAN when vlan is set
 	ops  []ifOp
+	vlan bool // a VLAN interface's line (ifconfig_vlan.go)
 }
 
 // addrMode says what an inet or inet6 option does.
@@ -79,9 +97,11 @@ type ifOp struct {
 	n    int    // priority, count, MTU, ...
 	on   bool   // for +/- keywords
 	tso  int    // laggport: 1 tso, -1 -tso, 0 not given
+	act  int    // laggport: 1 active, -1 -active (Port.Disabled), 0 not given
 	addr netip.Addr
 	bits int
 	mode addrMode
+	mon  *monitorEdit // laggmonitor (monitor.go)
 }
 
 // maxU16 bounds priorities, keys and the MTU, as in the config schema.
@@ -100,6 +120,9 @@ func ParseIfconfig(args []string) (*IfconfigCommand, error) {
 		return nil, errors.New("missing interface name")
 	}
 	name := args[0]
+	if IsVLANName(name) {
+		return parseVLANIfconfig(name, args[1:]) // ifconfig_vlan.go
+	}
 	if !validLaggName(name) {
 		return nil, fmt.Errorf("%q is not a lagg name: want a lowercase letter, then up to 14 of a-z 0-9 _ . - (like lagg0)", name)
 	}
@@ -117,6 +140,8 @@ func ParseIfconfig(args []string) (*IfconfigCommand, error) {
 		switch {
 		case ops[0].verb == "create" && len(c.ops) > 0:
 			return nil, fmt.Errorf("%s: create must be the first option", name)
+		case ops[0].verb == "create" && !IsLaggName(name):
+			return nil, createNameError(name)
 		case len(c.ops) > 0 && c.ops[len(c.ops)-1].verb == "destroy":
 			return nil, fmt.Errorf("%s: %q after destroy: destroy must be the last option", name, strings.Join(p.args[start:p.i], " "))
 		}
@@ -188,6 +213,8 @@ func (p *ifParser) option() ([]ifOp, error) {
 	case "lagglacp":
 		p.next()
 		return p.lacpOption()
+	case "laggmonitor", "-laggmonitor":
+		return p.monitorOption() // monitor.go
 	case "laggroundrobin":
 		p.next()
 		if p.peek() != "stride" {
@@ -260,6 +287,16 @@ func (p *ifParser) single() (ifOp, error) {
 					op.tso = -1
 				}
 				continue
+			case "active", "-active":
+				p.next()
+				if op.act != 0 {
+					return ifOp{}, fmt.Errorf("laggport %s: active or -active given twice", s)
+				}
+				op.act = 1
+				if m == "-active" {
+					op.act = -1
+				}
+				continue
 			case "tso4", "-tso4", "tso6", "-tso6":
 				return ifOp{}, fmt.Errorf("laggport %s %s: a port's GSO is one setting for IPv4 and IPv6: use tso or -tso", s, m)
 			}
@@ -295,7 +332,16 @@ func (p *ifParser) single() (ifOp, error) {
 		if err != nil {
 			return ifOp{}, err
 		}
+		if op, ok := dhcpOp(s); ok && w == "inet" { // inet dhcp, inet -dhcp (dhcp.go)
+			return op, nil
+		}
+		if op, ok := slaacOp(s); ok && w == "inet6" { // inet6 slaac, inet6 -slaac
+			return op, nil
+		}
 		return p.address(w, s)
+	case "dhcp", "-dhcp":
+		op, _ := dhcpOp(w)
+		return op, nil
 	case "mtu":
 		n, err := p.num(w, "MTU", 68, maxU16)
 		if err != nil {
@@ -552,6 +598,7 @@ func parseNetmask(s string) (int, error) {
 var topOptions = []string{
 	"create", "destroy", "laggproto", "-laggproto", "laggport", "-laggport", "laggportpri",
 	"laggfailover", "lagglacp", "laggroundrobin", "rr_limit", "inet", "inet6", "mtu", "up", "down",
+	"laggmonitor", "-laggmonitor",
 }
 
 func unknownOption(w string) error {
@@ -586,6 +633,12 @@ func (c *IfconfigCommand) Args() []string {
 func (c *IfconfigCommand) String() string { return strings.Join(c.Args(), " ") }
 
 func (op ifOp) words() []string {
+	if w := op.vlanWords(); w != nil {
+		return w
+	}
+	if op.mon != nil {
+		return op.mon.words() // monitor.go
+	}
 	switch op.verb {
 	case "laggproto":
 		return []string{op.verb, op.key}
@@ -599,6 +652,12 @@ func (op ifOp) words() []string {
 			w = append(w, "tso")
 		case -1:
 			w = append(w, "-tso")
+		}
+		switch op.act {
+		case 1:
+			w = append(w, "active")
+		case -1:
+			w = append(w, "-active")
 		}
 		return w
 	case "-laggport":
@@ -636,6 +695,10 @@ func (op ifOp) words() []string {
 		return w
 	case "mtu":
 		return []string{op.verb, strconv.Itoa(op.n)}
+	case "dhcp":
+		return []string{"inet", sign(op.on) + "dhcp"}
+	case "slaac":
+		return []string{"inet6", sign(op.on) + "slaac"}
 	}
 	return []string{op.verb}
 }

@@ -17,6 +17,9 @@ func (c *IfconfigCommand) Apply(cfg *Config, kindOf func(name string) string) (*
 	if cfg == nil {
 		cfg = Default()
 	}
+	if c.vlan {
+		return c.applyVLAN(cfg) // ifconfig_vlan.go
+	}
 	next := cfg.Clone()
 	idx := slices.IndexFunc(next.Laggs, func(l Lagg) bool { return l.Name == c.Lagg })
 	for _, op := range c.ops {
@@ -31,6 +34,9 @@ func (c *IfconfigCommand) Apply(cfg *Config, kindOf func(name string) string) (*
 		case idx < 0:
 			return nil, fmt.Errorf("%s: no such lagg (create it first: ulagg ifconfig %s create; host interfaces are not managed by ulagg)", c.Lagg, c.Lagg)
 		case op.verb == "destroy":
+			if err := laggDestroyVLANs(next, c.Lagg); err != nil {
+				return nil, err
+			}
 			for _, s := range next.Services {
 				if s.Lagg == c.Lagg {
 					return nil, fmt.Errorf("%s: destroy: the %s service on port %d is bound to %s; remove it from the configuration first", c.Lagg, s.Kind, s.Port, c.Lagg)
@@ -73,12 +79,18 @@ func applyOp(next *Config, l *Lagg, op ifOp, orig *Config, kindOf func(string) s
 		l.Proto = op.key
 	case "laggport":
 		if i := findPort(l.Ports, op.key); i >= 0 {
-			if op.tso != 0 && op.n < 0 {
-				// laggport IF -tso on a port it has: change GSO only.
-				l.Ports[i].DisableGSO = op.tso < 0
+			if (op.tso != 0 || op.act != 0) && op.n < 0 {
+				// laggport IF -tso or -active on a port it has: change
+				// only what is given.
+				if op.tso != 0 {
+					l.Ports[i].DisableGSO = op.tso < 0
+				}
+				if op.act != 0 {
+					l.Ports[i].Disabled = op.act < 0
+				}
 				return nil
 			}
-			return fmt.Errorf("%s is already a port of %s (change its priority with laggportpri %s N, its GSO with laggport %s tso or -tso)", op.key, l.Name, op.key, op.key)
+			return fmt.Errorf("%s is already a port of %s (change its priority with laggportpri %s N, its GSO with laggport %s tso or -tso, disable it with laggport %s -active)", op.key, l.Name, op.key, op.key, op.key)
 		}
 		for _, o := range next.Laggs {
 			if o.Name != l.Name && findPort(o.Ports, op.key) >= 0 {
@@ -94,6 +106,7 @@ func applyOp(next *Config, l *Lagg, op ifOp, orig *Config, kindOf func(string) s
 			p.Priority = uint16(op.n)
 		}
 		p.DisableGSO = op.tso < 0
+		p.Disabled = op.act < 0
 		l.Ports = append(l.Ports, p)
 	case "-laggport", "laggportpri":
 		i := findPort(l.Ports, op.key)
@@ -110,6 +123,8 @@ func applyOp(next *Config, l *Lagg, op ifOp, orig *Config, kindOf func(string) s
 			return fmt.Errorf("laggfailover options need laggproto failover; %s runs %s", l.Name, l.Proto)
 		}
 		l.Failover.RxAll = op.on
+	case "laggmonitor":
+		return op.mon.apply(&l.Monitor) // monitor.go
 	case "laggroundrobin":
 		if l.Proto != ProtoRoundRobin {
 			return fmt.Errorf("laggroundrobin options need laggproto roundrobin; %s runs %s", l.Name, l.Proto)
@@ -126,6 +141,10 @@ func applyOp(next *Config, l *Lagg, op ifOp, orig *Config, kindOf func(string) s
 		l.MTU = uint32(op.n)
 	case "up", "down":
 		l.Down = op.verb == "down"
+	case "dhcp":
+		l.DHCP = op.on
+	case "slaac":
+		l.SLAAC = op.on
 	default:
 		return errors.New("unknown option") // ParseIfconfig makes no other verbs
 	}

@@ -20,13 +20,16 @@ func Marshal(c *Config) ([]byte, error) {
 		return nil, err
 	}
 	w := &writer{}
-	if c.Control.Socket != DefaultSocket || c.Control.RuntimeDir != "" {
+	if c.Control.Socket != DefaultSocket || c.Control.RuntimeDir != "" || c.Control.Group != "" {
 		w.table("[control]")
 		if c.Control.Socket != DefaultSocket {
 			w.str("socket", c.Control.Socket)
 		}
 		if c.Control.RuntimeDir != "" {
 			w.str("runtime_dir", c.Control.RuntimeDir)
+		}
+		if c.Control.Group != "" {
+			w.str("group", c.Control.Group)
 		}
 	}
 	if c.Metrics.Listen != "" {
@@ -71,6 +74,12 @@ func Marshal(c *Config) ([]byte, error) {
 			w.bool("details", true)
 		}
 	}
+	for _, r := range c.Routes {
+		w.route(r)
+	}
+	for i := range c.VLANs {
+		w.vlan(&c.VLANs[i]) // vlan.go
+	}
 	return []byte(w.b.String()), nil
 }
 
@@ -103,11 +112,7 @@ func (w *writer) lagg(l *Lagg) {
 	if l.Proto != def.Proto {
 		w.str("proto", l.Proto)
 	}
-	if len(l.Addresses) > 0 {
-		a := make([]string, len(l.Addresses))
-		for i, p := range l.Addresses {
-			a[i] = p.String()
-		}
+	if a := addressWords(l.DHCP, l.Addresses, l.SLAAC); len(a) > 0 { // dhcp.go
 		w.strs("addresses", a)
 	}
 	if l.MTU != 0 {
@@ -140,6 +145,7 @@ func (w *writer) lagg(l *Lagg) {
 		w.table("[lagg.lacp]")
 		w.lacp(l.LACP, def.LACP)
 	}
+	w.monitor(&l.Monitor) // monitor.go
 	for _, p := range l.Ports {
 		w.table("[[lagg.port]]")
 		w.str("name", p.Name)
@@ -154,6 +160,9 @@ func (w *writer) lagg(l *Lagg) {
 		}
 		if p.DisableGSO {
 			w.bool("gso", false)
+		}
+		if p.Disabled {
+			w.bool("disabled", true)
 		}
 	}
 }

@@ -85,6 +85,8 @@ func (c *Config) validate() []*Error {
 		}
 	}
 	v.services(c)
+	v.routes(c)
+	v.vlans(c) // vlan.go
 	return v.errs
 }
 
@@ -106,6 +108,7 @@ func (v *checker) control(c Control) {
 	case !printable(c.RuntimeDir):
 		v.errorf(dirKey, "%q has control characters or invalid UTF-8", c.RuntimeDir)
 	}
+	v.controlGroup(c.Group) // port_admin.go
 }
 
 func (v *checker) metrics(m Metrics) {
@@ -178,6 +181,7 @@ func (v *checker) lagg(p string, l *Lagg, owner map[string]string) {
 	v.delay(keyPath(p, "down_delay_ms"), l.DownDelay)
 	v.lacp(keyPath(p, "lacp"), &l.LACP)
 	v.inSpan(keyPath(keyPath(p, "roundrobin"), "stride"), int64(l.RoundRobin.Stride), spanStride)
+	v.monitor(keyPath(p, "monitor"), &l.Monitor) // monitor.go
 	v.ports(p, l, owner)
 }
 
@@ -229,8 +233,8 @@ func (v *checker) services(c *Config) {
 		p := indexPath("service", i)
 		v.oneOf(keyPath(p, "kind"), s.Kind, serviceKinds)
 		v.inSpan(keyPath(p, "port"), int64(s.Port), spanPort)
-		if s.Lagg != "" && c.Lagg(s.Lagg) == nil {
-			v.errorf(keyPath(p, "lagg"), "no lagg is named %q", s.Lagg)
+		if s.Lagg != "" && !c.HasInterface(s.Lagg) {
+			v.errorf(keyPath(p, "lagg"), "no %s is named %q", ifaceKind(s.Lagg), s.Lagg)
 		}
 		v.serviceLimits(p, s)
 		tr := transport(s.Kind)

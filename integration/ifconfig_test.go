@@ -259,7 +259,7 @@ func TestIfconfigManPageFailover(t *testing.T) {
 	}
 	var ports []port
 	for _, jp := range l.Ports {
-		ports = append(ports, port{jp.Name, jp.Priority, jp.Flags, jp.Link, jp.MTU, jp.MAC})
+		ports = append(ports, port{jp.Name, jp.Priority, jp.Flags.String(), jp.Link, jp.MTU, jp.MAC})
 	}
 	wantPorts := []port{
 		{wm0, 1000, "0x1c<ACTIVE,COLLECTING,DISTRIBUTING>", "up", 1500, tp.mac[wm0]},

@@ -152,7 +152,7 @@ func TestOVSLACPRogueLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(js), `"PartnerMismatch":true`) || !strings.Contains(string(js), `"PartnerSystems":2`) {
+	if !strings.Contains(string(js), `"partner_mismatch":true`) || !strings.Contains(string(js), `"partner_systems":2`) {
 		t.Errorf("JSON status lacks the alarm: %s", js)
 	}
 	if g, ok := gauge(t, ap.a, "ulagg_lacp_partner_mismatch", "lagg=lagg0"); !ok || g != 1 {

@@ -26,6 +26,9 @@ type Config struct {
 	LACP      LACPOptions
 	// RoundRobin is roundrobin's setting.
 	RoundRobin RoundRobinOptions
+	// Monitor is the link monitor (monitor.go); nil or no target: off. A
+	// pointer keeps Config comparable; Apply keeps a copy.
+	Monitor *MonitorOptions
 }
 
 // RoundRobinOptions are the roundrobin protocol's settings.
@@ -55,6 +58,7 @@ func (c Config) normalized() Config {
 	if c.RoundRobin.Stride == 0 {
 		c.RoundRobin.Stride = 1
 	}
+	c.Monitor = c.Monitor.normalized()
 	return c
 }
 
@@ -83,6 +87,9 @@ func (c *Config) validate() error {
 	if c.RoundRobin.Stride < 1 || c.RoundRobin.Stride > 65535 {
 		errs = append(errs, fmt.Errorf("roundrobin stride %d out of range 1..65535", c.RoundRobin.Stride))
 	}
+	if err := c.Monitor.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -102,6 +109,7 @@ func (c Config) diff(o Config) []string {
 	add(c.UpDelay != o.UpDelay || c.DownDelay != o.DownDelay, "delays")
 	add(c.LACP != o.LACP, "lacp")
 	add(c.RoundRobin != o.RoundRobin, "roundrobin")
+	add(!c.Monitor.Equal(o.Monitor), "monitor")
 	return d
 }
 
@@ -174,6 +182,9 @@ func (l *Lagg) applyLocked(c Config) error {
 		l.proto.configChanged(ctx)
 	}
 	l.finishLocked(ctx)
+	if slices.Contains(changed, "monitor") {
+		l.monitorRestartLocked()
+	}
 	l.log.Info("settings applied", "changed", strings.Join(changed, ","))
 	l.emit(Event{Kind: EventConfig, Detail: strings.Join(changed, ",")})
 	l.rebuildLocked()

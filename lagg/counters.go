@@ -20,11 +20,12 @@ const (
 	DropControlMalformed                   // slow-protocols frame that is no valid LACPDU or Marker PDU, or an illegal subtype
 	DropVLAN                               // 802.1Q/802.1ad-tagged frame: no VLAN is configured on the lagg
 	DropChecksum                           // IPv4 header, TCP or UDP checksum wrong (verified in software)
+	DropForeignMAC                         // unicast for a port's own MAC that is no link monitor reply (monitor.go)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{"no-port", "inactive-port", "tx-error", "not-attached", "control-queue-full", "control-frame",
-	"control-malformed", "vlan", "checksum"}
+	"control-malformed", "vlan", "checksum", "foreign-mac"}
 
 func (r DropReason) String() string {
 	if r >= 0 && r < numDropReasons {

@@ -77,6 +77,9 @@ func (p *port) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stac
 		return
 	}
 	s := l.snap.Load()
+	if p.monitorInput(s, proto, pkt) { // monitor replies; a port's own MAC (monitor_rx.go)
+		return
+	}
 	if s.dist.rx&p.bit() == 0 {
 		p.ctr.drop(DropInactivePort, 1)
 		return

@@ -29,12 +29,16 @@ const (
 	EventLaggLink
 	// EventConfig: Apply changed the lagg's settings (Detail: what).
 	EventConfig
+	// EventMonitor: the link monitor took a port down or up again (Port,
+	// Up, Detail: the reason, e.g. "arp 10.0.0.1 unanswered 3×").
+	EventMonitor
 )
 
 var eventNames = map[EventKind]string{
 	EventLink: "link", EventFailover: "failover", EventFailoverDone: "failover-done",
 	EventLACP: "lacp", EventPortAdded: "port-added", EventPortRemoved: "port-removed",
 	EventPortGone: "port-gone", EventLaggLink: "lagg-link", EventConfig: "config",
+	EventMonitor: "monitor",
 }
 
 func (k EventKind) String() string {
@@ -46,15 +50,18 @@ func (k EventKind) String() string {
 
 // Event is one thing that happened in a lagg, for embedders that must not
 // poll (SetEventHandler).
+//
+// json.Marshal prints it as `ulagg monitor --json` does (Event.JSON);
+// the tags name the same keys.
 type Event struct {
-	Kind     EventKind
-	Time     time.Time
-	Lagg     string
-	Port     string
-	Up       bool
-	From     string        // EventFailover, EventFailoverDone: the old transmit port
-	Duration time.Duration // EventFailoverDone
-	Detail   string
+	Kind     EventKind     `json:"kind"`
+	Time     time.Time     `json:"time"`
+	Lagg     string        `json:"lagg"`
+	Port     string        `json:"port,omitempty"`
+	Up       bool          `json:"up,omitempty"`
+	From     string        `json:"from,omitempty"`   // EventFailover, EventFailoverDone: the old transmit port
+	Duration time.Duration `json:"-"`                // EventFailoverDone; as JSON, duration_ms
+	Detail   string        `json:"detail,omitempty"` // what changed, in words
 }
 
 // eventQueueLen bounds events waiting for the handler.

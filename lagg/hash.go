@@ -143,8 +143,14 @@ func hashHeaders(layers HashLayers, eth, l3, l4 []byte) uint32 {
 	h := flowHasher(hashSeed)
 	etype := binary.BigEndian.Uint16(eth[12:14])
 	var vlan uint16
-	// An in-frame 802.1Q/802.1ad tag, as received from a trunk.
-	if (etype == etherTypeVLAN || etype == etherTypeQinQ) && len(l3) >= 4 {
+	// An in-frame 802.1Q/802.1ad tag, as received from a trunk; or one a
+	// VLAN interface pushed with its Ethernet header (VLAN.AddHeader).
+	switch {
+	case etype != etherTypeVLAN && etype != etherTypeQinQ:
+	case len(eth) >= header.EthernetMinimumSize+vlanTagSize:
+		vlan = binary.BigEndian.Uint16(eth[14:16]) & 0x0fff
+		etype = binary.BigEndian.Uint16(eth[16:18])
+	case len(l3) >= 4:
 		vlan = binary.BigEndian.Uint16(l3[0:2]) & 0x0fff
 		etype = binary.BigEndian.Uint16(l3[2:4])
 		l3 = l3[4:]

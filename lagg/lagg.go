@@ -89,6 +89,8 @@ type Lagg struct {
 	// +checklocks:mu
 	dispatcher stack.NetworkDispatcher
 	// +checklocks:mu
+	vlans *vlanTable // VLAN interfaces (vlan_endpoint.go), as published
+	// +checklocks:mu
 	detached bool // Attach(nil) came: ports are never attached again
 	// +checklocks:mu
 	mac tcpip.LinkAddress
@@ -100,6 +102,12 @@ type Lagg struct {
 	lossAt time.Time // last carrier loss, to time failovers
 	// +checklocks:mu
 	failovers uint64
+	// mon is the link monitor (monitor.go); the receive path reaches its
+	// atomics (mon.rx) only through the snapshot.
+	// +checklocks:mu
+	mon monitor
+	// +checklocks:mu
+	admin adminState // disabled ports, zeroed counters (admin.go)
 	// +checklocks:mu
 	closed bool
 }
@@ -297,6 +305,7 @@ func (l *Lagg) Close() {
 	}
 	l.proto.detach(l.ctxLocked())
 	l.stopProtoTimerLocked()
+	l.monitorStopLocked()
 	l.rebuildLocked()
 	l.mu.Unlock()
 	close(l.stopCh)

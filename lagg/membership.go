@@ -113,6 +113,8 @@ func (l *Lagg) AddPort(child linkep.Port, priority uint16) error {
 	child.SetEventHandler(func(ev linkep.Event) { l.portEvent(p, ev) })
 	p.linkUp = child.LinkUp()
 	p.active = p.linkUp
+	p.disabled = l.admin.disabled[name]
+	p.lastChange = l.clock.Now()
 	if l.dispatcher != nil && !l.detached {
 		child.Attach(p)
 		p.attached = true
@@ -168,6 +170,8 @@ func (l *Lagg) leaveLocked(p *port) {
 	}
 	l.ports = slices.DeleteFunc(l.ports, func(q *port) bool { return q == p })
 	l.ctr.add(&p.ctr) // the lagg's totals keep what the port counted
+	// What was zeroed of it (ZeroCounters) stays zeroed in the totals.
+	l.admin.base.merge(p.base.ctr)
 	if l.closed {
 		return // Close tears the protocol down as a whole
 	}
@@ -283,30 +287,14 @@ func (l *Lagg) setLinkLocked(p *port, up bool) {
 		return
 	}
 	p.linkUp = up
+	p.lastChange = l.clock.Now()
 	if !up {
-		l.lossAt = l.clock.Now()
-	}
-	if p.delay != nil {
-		p.delay.Stop()
-		p.delay = nil
-	}
-	delay := l.cfg.DownDelay
-	if up {
-		delay = l.cfg.UpDelay
+		l.lossAt = p.lastChange
+		p.linkFailures++
 	}
 	l.log.Info("port link changed", "port", p.name, "link", upDown(up))
 	l.emit(Event{Kind: EventLink, Port: p.name, Up: up})
-	if delay <= 0 || p.active == up {
-		l.setActiveLocked(p, up)
-		return
-	}
-	p.delay = l.clock.AfterFunc(delay, func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if !p.leaving && !l.closed && p.linkUp == up {
-			l.setActiveLocked(p, up)
-		}
-	})
+	l.settleLocked(p, l.cfg.DownDelay) // monitor_run.go: link and link monitor
 }
 
 // +checklocks:l.mu

@@ -1,6 +1,8 @@
 package lagg
 
 import (
+	"time"
+
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -34,6 +36,14 @@ type port struct {
 	attached bool
 	leaving  bool
 	proto    any // the protocol's per-port state
+	// disabled: administratively disabled (admin.go); it counts as link
+	// down for the protocol. linkFailures counts link losses; lastChange
+	// is the last link change (or the join). base is the counters'
+	// baseline, set by ZeroCounters.
+	disabled     bool
+	linkFailures uint64
+	lastChange   time.Time
+	base         portBaseline
 }
 
 var _ stack.NetworkDispatcher = (*port)(nil)

@@ -161,7 +161,7 @@ func lookupProtocol(name Proto) (func() protocol, error) {
 func activePorts(ports []*port) []*port {
 	var out []*port
 	for _, p := range ports {
-		if p.active {
+		if p.usable() {
 			out = append(out, p)
 		}
 	}
@@ -212,7 +212,7 @@ func (baseProtocol) portFlags(p *port, d *distribution) PortFlags { return commo
 // COLLECTING.
 func commonPortFlags(p *port, d *distribution) PortFlags {
 	var f PortFlags
-	if p.active {
+	if p.usable() {
 		f |= PortActive
 	}
 	if d.rx&p.bit() != 0 {

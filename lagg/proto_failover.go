@@ -12,7 +12,7 @@ func init() { registerProtocol(ProtoFailover, 1, func() protocol { return protoF
 
 func (protoFailover) distribute(c *protoCtx) distribution {
 	for _, p := range c.ports {
-		if !p.active {
+		if !p.usable() {
 			continue
 		}
 		d := distribution{tx: singleTx{p}, txPorts: []*port{p}, primary: p, rx: p.bit(), up: true}

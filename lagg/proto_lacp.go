@@ -169,6 +169,7 @@ func (x *protoLACP) portAdded(c *protoCtx, p *port) {
 	if err := x.e.AddPort(lacpPortID(p), mac, lacp.PortConfig{Priority: p.prio, SpeedMbps: p.child.SpeedMbps()}, p.active, c.now); err != nil {
 		c.log.Error("lacp: cannot add port", "port", p.name, "err", err)
 	}
+	_ = x.e.SetPortAdminDown(lacpPortID(p), p.disabled, c.now)
 }
 
 func (x *protoLACP) portRemoved(c *protoCtx, p *port) {
@@ -189,6 +190,7 @@ func (x *protoLACP) portChanged(c *protoCtx, p *port) {
 	defer x.enter(c)()
 	_ = x.e.SetPortPriority(lacpPortID(p), p.prio, c.now)
 	_ = x.e.SetPortLink(lacpPortID(p), p.active, p.child.SpeedMbps(), c.now)
+	_ = x.e.SetPortAdminDown(lacpPortID(p), p.disabled, c.now)
 }
 
 // configChanged follows the options and the lagg's MAC (the system ID).

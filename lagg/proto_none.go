@@ -12,7 +12,7 @@ func init() { registerProtocol(ProtoNone, 0, func() protocol { return protoNone{
 func (protoNone) distribute(*protoCtx) distribution { return distribution{} }
 
 func (protoNone) portFlags(p *port, _ *distribution) PortFlags {
-	if p.active {
+	if p.usable() {
 		return PortActive
 	}
 	return 0

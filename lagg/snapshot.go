@@ -18,7 +18,9 @@ type snapshot struct {
 	gso        stack.SupportedGSO
 	gsoMax     uint32
 	dispatcher stack.NetworkDispatcher
+	vlans      *vlanTable     // the VLAN interfaces by VID (vlan_endpoint.go); nil: none
 	failover   *failoverClock // set while the first frame on a new primary is awaited
+	mon        *monSnap       // the ports' own MACs and the link monitor's receive side (monitor_rx.go)
 }
 
 // failoverClock times a failover: from carrier loss to the first frame the
@@ -42,8 +44,9 @@ func (l *Lagg) rebuildLocked() {
 	if !d.up || d.tx == nil {
 		d.up = false
 	}
-	s := &snapshot{lagg: l, dist: d, mac: l.mac, dispatcher: l.dispatcher}
+	s := &snapshot{lagg: l, dist: d, mac: l.mac, dispatcher: l.dispatcher, vlans: l.vlans}
 	s.caps, s.gso, s.gsoMax = l.capabilitiesLocked()
+	s.mon = l.monitorSnapLocked(&d)
 	// Announce only once s is published: the announcement is sent through
 	// the data path and must leave on the new port with the new MAC.
 	announce := false

@@ -26,12 +26,15 @@ func isVLANTPID(proto tcpip.NetworkProtocolNumber) bool {
 // path: a tagged LACPDU is no LACPDU of this link (802.1AX: slow-protocol
 // frames are untagged).
 //
-// The lagg has no VLAN interfaces yet, so every tagged frame is dropped and
-// counted here. A VID demultiplexer goes here: read the TCI after the TPID,
-// look the VID up in a table published with the snapshot s (immutable, so
-// the lookup stays lock- and allocation-free), strip the tag and hand the
-// frame to that VLAN's dispatcher; unknown VIDs keep being counted as
+// An 802.1Q frame goes to the VLAN of its VID (vlan_endpoint.go: a table
+// published with the snapshot s, so the lookup is lock- and
+// allocation-free), which strips the tag. Unknown VIDs, priority tags
+// (VID 0) and 802.1ad/0x9100 outer tags are dropped and counted as
 // DropVLAN.
-func (p *port) vlanInput(_ *snapshot, _ tcpip.NetworkProtocolNumber, _ *stack.PacketBuffer) {
+func (p *port) vlanInput(s *snapshot, proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	if proto == EtherTypeVLAN && s.vlans != nil {
+		p.vlanRx(s, pkt)
+		return
+	}
 	p.ctr.drop(DropVLAN, 1)
 }

@@ -7,6 +7,11 @@
 // on failover (see lagg.Lagg.SetAnnouncer). A router with its own stack may
 // use just AddInterface and Announce; see the package example.
 //
+// An embedder that wants static, DHCP or RA routes next to the connected
+// ones gives the stack a RouteTable (routes.go) and adds addresses through
+// it: it owns the stack's route table from then on, orders it (longest
+// prefix, metric, connected first) and resolves gateways to NICs.
+//
 // The package imports gVisor and the standard library only. The standalone
 // appliance built on it (TOML configuration, control socket, capture,
 // Prometheus metrics, services) is package
@@ -34,9 +39,13 @@ import (
 // NewNetstack returns a gVisor stack with IPv4, IPv6, ARP, ICMP, TCP and UDP,
 // tuned as ulagg runs it: SACK on and RACK off (gVisor's RACK costs much CPU
 // for little gain here, as tailscale found).
-func NewNetstack() (*gstack.Stack, error) {
+func NewNetstack() (*gstack.Stack, error) { return NewNetstackWithNDP(nil) }
+
+// NewNetstackWithNDP is NewNetstack whose IPv6 reports what router
+// advertisements teach to ndp (an *RAWatcher; slaac.go); nil for none.
+func NewNetstackWithNDP(ndp ipv6.NDPDispatcher) (*gstack.Stack, error) {
 	s := gstack.New(gstack.Options{
-		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
+		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocolWithOptions(ipv6.Options{NDPDisp: ndp}), arp.NewProtocol},
 		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		HandleLocal:        true,
 	})

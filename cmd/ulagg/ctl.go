@@ -23,7 +23,7 @@ import (
 // The control commands talk to `ulagg run` over its control socket.
 func init() {
 	commands = append(commands,
-		command{"ifconfig", "[-alv] [LAGG [OPTION...]]", "show or change laggs, NetBSD ifconfig syntax", cmdIfconfig},
+		command{"ifconfig", "[-alvz] [LAGG [OPTION...]]", "show or change laggs, NetBSD ifconfig syntax", cmdIfconfig},
 		command{"save", "[-s SOCKET]", "write the running configuration to the file", cmdSave},
 		command{"reload", "[-s SOCKET] [--force] [--dry-run]", "re-read the file, apply the difference", cmdReload},
 		command{"diff", "[-s SOCKET]", "show what a reload would change", cmdDiff},
@@ -41,15 +41,18 @@ func defaultSocket() string {
 	return config.DefaultSocket
 }
 
-const ifconfigUsage = `usage: ulagg ifconfig [-s SOCKET] [-a] [-l] [-v] [--json] [LAGG]
+const ifconfigUsage = `usage: ulagg ifconfig [-s SOCKET] [-a] [-l] [-v] [-z] [--json] [LAGG]
        ulagg ifconfig [-s SOCKET] LAGG OPTION...
 
 With no option, show LAGG (every lagg with -a or no LAGG); -v adds LACP
-details and counters, -l lists names, --json prints the status as JSON.
+details and counters, -l lists names, --json prints the status as JSON,
+-z zeroes the counters after showing them (as NetBSD's).
 Options, as NetBSD's ifconfig(8) and lagg(4):
   create | destroy
   laggproto none|failover|loadbalance|lacp|roundrobin|broadcast | -laggproto
-  laggport IF [pri N] [tso | -tso] | -laggport IF | laggportpri IF N
+  laggport IF [pri N] [tso | -tso] [active | -active] | -laggport IF | laggportpri IF N
+    (-active: disable a port without removing it; a ulagg extension,
+    neither NetBSD nor FreeBSD has it)
   laggfailover rx-all | -rx-all
   laggroundrobin stride N  (also FreeBSD's rr_limit N)
   lagglacp multi-speed | -multi-speed | maxports N | -maxports | minports N | -minports
@@ -63,7 +66,7 @@ All options on one line take effect together or not at all. The socket is
 -s, else $ULAGG_SOCKET, else ` + config.DefaultSocket + ".\n"
 
 // shortFlags matches combined single-letter flags such as -av.
-var shortFlags = regexp.MustCompile(`^-[alv]+$`)
+var shortFlags = regexp.MustCompile(`^-[alvz]+$`)
 
 func cmdIfconfig(args []string, stdout, stderr io.Writer) error {
 	sock := defaultSocket()
@@ -96,6 +99,8 @@ flags:
 					req.Names = true
 				case 'v':
 					req.Verbose = true
+				case 'z':
+					req.Zero = true
 				}
 			}
 		case len(a) > 1 && a[0] == '-':
@@ -108,8 +113,8 @@ flags:
 	rest := args[i:]
 	switch {
 	case len(rest) > 1:
-		if all || req.Names || req.Verbose || req.JSON {
-			return fmt.Errorf("%w: -a, -l, -v and --json show status; they do not go with options", errUsage)
+		if all || req.Names || req.Verbose || req.JSON || req.Zero {
+			return fmt.Errorf("%w: -a, -l, -v, -z and --json show status; they do not go with options", errUsage)
 		}
 		cmd, err := config.ParseIfconfig(rest)
 		if err != nil {

@@ -265,7 +265,10 @@ func TestExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, line := range []string{
-		"Type=simple",
+		"Type=notify",
+		"WatchdogSec=30s",
+		"User=ulagg",
+		"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
 		"ExecStart=/usr/local/bin/ulagg run -c /etc/ulagg/ulagg.toml",
 		"ExecReload=/bin/kill -HUP $MAINPID",
 		"AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW",

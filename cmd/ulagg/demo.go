@@ -33,7 +33,7 @@ import (
 )
 
 func init() {
-	commands = append(commands, command{"demo", "[-v]", "self-contained demo in throwaway namespaces (root)", cmdDemo})
+	commands = append(commands, command{"demo", "[-v] [--log-format text|json]", "self-contained demo in throwaway namespaces (root)", cmdDemo})
 }
 
 // The demo's topology: a kernel host whose bridge has two veth links to the
@@ -59,16 +59,20 @@ type demo struct {
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	verbose := fs.Bool("v", false, "show the appliance's log")
+	logFormat := fs.String("log-format", "text", "log `FORMAT`: text or json")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logLevel := slog.LevelWarn
+	logLevel := "warn"
 	if *verbose {
-		logLevel = slog.LevelInfo
+		logLevel = "info"
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel}))
+	log, err := newLogger(stderr, logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
 
 	lb, err := lab.New(demoPrefix)
 	if err != nil {
@@ -115,6 +119,7 @@ func (d *demo) run(log *slog.Logger) error {
 		{"4. the primary port comes back and pre-empts", d.preempt},
 		{"5. loadbalance: flows spread over both ports", d.loadbalance},
 		{"6. roundrobin: one flow over both ports", d.roundrobin},
+		{"7. silent failure, carrier up: the ARP link monitor catches it", d.silentFailure}, // demo_monitor.go
 	}
 	for _, s := range steps {
 		if d.ctx.Err() != nil {

@@ -16,13 +16,11 @@ import (
 	"time"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/gvisorlog"
 	"github.com/ulagg/ulagg/internal/ratelog"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // errUsage marks errors that are the caller's words, answered with exit 2.
 var errUsage = errors.New("usage")
@@ -34,8 +32,8 @@ type command struct {
 
 // commands lists the subcommands; other files add theirs in init.
 var commands = []command{
-	{"run", "-c FILE [--dry-run] [--strict] [--stop-timeout D]", "run the appliance in the foreground", cmdRun},
-	{"version", "", "print the version", cmdVersion},
+	{"run", "-c FILE [--dry-run] [--strict] [--stop-timeout D] [--log-format text|json]", "run the appliance in the foreground", cmdRun},
+	{"version", "", "print the version, VCS revision and Go version", cmdVersion},
 }
 
 func main() {
@@ -43,23 +41,27 @@ func main() {
 }
 
 func mainArgs(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 { // help.go: help on stdout exits 0, a usage error on stderr 2
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "-help":
 		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
 		return 0
+	case "--version", "-version", "-V":
+		args = []string{"version"}
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			err := c.run(args[1:], stdout, stderr)
+			err := c.run(args[1:], stdout, &cliStderr{Writer: stderr, stdout: stdout})
 			switch {
 			case err == nil:
 				return 0
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.Is(err, errUsage):
-				fmt.Fprintf(stderr, "ulagg %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "ulagg %s: %v\nRun 'ulagg %s -h' for help.\n", c.name, err, c.name)
 				return 2
 			default:
 				fmt.Fprintf(stderr, "ulagg %s: %v\n", c.name, err)
@@ -72,18 +74,8 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintf(w, "ulagg: lagg(4) link aggregation as a userspace TCP/IP appliance\n\nUsage:\n")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  ulagg %-10s %-28s %s\n", c.name, c.args, c.help)
-	}
-	fmt.Fprintf(w, "\nRun 'ulagg COMMAND -h' for a command's options.\n")
-}
-
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("ulagg "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+	return newFlagSet(name, stderr) // help.go
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
@@ -96,19 +88,26 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func cmdVersion(args []string, stdout, stderr io.Writer) error {
-	fmt.Fprintf(stdout, "ulagg %s\n", version)
-	return nil
-}
-
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger makes the log handler (format text or json) and routes gVisor's
+// own log lines into it (internal/gvisorlog).
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("%w: log level %q: want debug, info, warn or error", errUsage, level)
 	}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})
+	case "json":
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
+	default:
+		return nil, fmt.Errorf("%w: log format %q: want text or json", errUsage, format)
+	}
+	gvisorlog.Install(h) // rate-limited on its own
 	// Every line a peer or an outside tool can trigger is bounded: at most a
 	// few per cause and 10 s, then one "similar lines suppressed" summary.
-	return slog.New(ratelog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}), ratelog.Options{})), nil
+	return slog.New(ratelog.New(h, ratelog.Options{})), nil
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
@@ -116,7 +115,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	file := fs.String("c", "", "configuration `FILE` (TOML)")
 	dry := fs.Bool("dry-run", false, "check the configuration and exit")
 	strict := fs.Bool("strict", false, "refuse to start (and to reload) if a configured port's interface is missing, instead of running without it until it appears")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	level := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
+	logFormat := fs.String("log-format", "text", "log `FORMAT`: text (logfmt) or json, one object a line")
 	stopTimeout := fs.Duration("stop-timeout", defaultStopTimeout,
 		"after SIGTERM or SIGINT, exit by then even if the clean stop has not finished (the next start puts the host interfaces back)")
 	if err := parseFlags(fs, args); err != nil {
@@ -128,7 +128,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if *stopTimeout <= 0 {
 		return fmt.Errorf("%w: --stop-timeout must be positive", errUsage)
 	}
-	log, err := newLogger(stderr, *level)
+	log, err := newLogger(stderr, *level, *logFormat)
 	if err != nil {
 		return err
 	}
@@ -164,6 +164,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log.Info("ulagg running", "version", version, "config", *file, "laggs", len(cfg.Laggs))
+	sdStop := startSystemd(rt, a, log) // READY=1 now that every lagg is applied (sdnotify.go)
 
 	// The signal loop never does the work itself: SIGHUP only requests a
 	// reload (the runtime's reload goroutine runs it) and SIGTERM starts
@@ -183,6 +184,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		}
 		stopping = true
 	}
+	sdStop()
 	return stop(rt, a, sigs, *stopTimeout, log)
 }
 

@@ -19,6 +19,9 @@ type runtime struct {
 	stop    chan struct{}
 	ctl     *appliance.ControlServer
 	reloads *reloader // runs every reload, off the signal path
+	// sd tells systemd about reloads (sdnotify.go); nil outside systemd's
+	// startSystemd.
+	sd atomic.Pointer[sdNotifier]
 
 	// fileCfg is the file as last loaded; it tells the kind (tap) of a
 	// port that ifconfig adds after the file configured it. Atomic because
@@ -62,6 +65,7 @@ func startRuntime(a *appliance.Appliance, file string, log *slog.Logger) (*runti
 		Reload:     rt.reloadControl,
 		KindOf:     rt.kindOf,
 		Logger:     log,
+		Group:      cfg.Control.Group,
 	})
 	if err != nil {
 		rt.reloads.stop()
@@ -139,11 +143,15 @@ func (rt *runtime) reloadControl(o appliance.ReloadOptions) (appliance.ReloadRes
 // reloadWith re-reads the file and applies it as o says: all of it or
 // nothing; without o.Force it refuses to undo runtime changes never saved;
 // with o.DryRun it only reports.
-func (rt *runtime) reloadWith(o appliance.ReloadOptions) (appliance.ReloadResult, error) {
+func (rt *runtime) reloadWith(o appliance.ReloadOptions) (_ appliance.ReloadResult, err error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.file == "" {
 		return appliance.ReloadResult{}, errors.New("reload: ulagg runs without a configuration file")
+	}
+	if sd := rt.sd.Load(); sd != nil && !o.DryRun {
+		sd.reloading()
+		defer func() { sd.reloaded(err) }()
 	}
 	cfg, err := config.Load(rt.file)
 	if err != nil {
@@ -165,6 +173,9 @@ func (rt *runtime) reloadWith(o appliance.ReloadOptions) (appliance.ReloadResult
 	}
 	if rt.ctl != nil && cfg.Control.Socket != rt.ctl.Path() {
 		rt.log.Warn("the control socket moves at the next start", "now", rt.ctl.Path(), "file", cfg.Control.Socket)
+	}
+	if rt.ctl != nil && cfg.Control.Group != rt.ctl.Group() {
+		rt.log.Warn("the control socket's group changes at the next start", "now", rt.ctl.Group(), "file", cfg.Control.Group)
 	}
 	if now := rt.a.Config().Control.RuntimeDirOrDefault(); cfg.Control.RuntimeDirOrDefault() != now {
 		rt.log.Warn("the runtime directory moves at the next start", "now", now, "file", cfg.Control.RuntimeDirOrDefault())

@@ -509,7 +509,7 @@ func (e *Engine) updateFallback() {
 }
 
 // fallbackCandidate reports whether the port may carry traffic in fallback.
-func (p *port) fallbackCandidate() bool { return p.linkUp && !p.looped }
+func (p *port) fallbackCandidate() bool { return p.linkUp && !p.looped && !p.adminDown }
 
 // publish bumps the generation when the data-path view changed.
 func (e *Engine) publish() {

@@ -47,19 +47,19 @@ var churnNames = [...]string{"NO_CHURN", "CHURN_MONITOR", "CHURN"}
 
 // Counters are per-port statistics.
 type Counters struct {
-	LACPDUsRx        uint64 // valid LACPDUs processed
-	LACPDUsTx        uint64
-	MarkerRx         uint64 // Marker Information PDUs
-	MarkerResponseRx uint64
-	MarkerResponseTx uint64
-	MarkerDropped    uint64 // responses dropped: queue full under the slow protocols limit
-	MalformedRx      uint64 // LACP or Marker PDUs failing validation
-	UnknownRx        uint64 // other slow protocols, other Ethertypes
-	LoopbackRx       uint64 // our own LACPDUs (same system ID and priority): the port is looped
-	Loops            uint64 // times the port became looped
-	DisabledRx       uint64 // frames received while the link is down
-	ActorChurn       uint64 // entries into actor CHURN
-	PartnerChurn     uint64 // entries into partner CHURN
+	LACPDUsRx        uint64 `json:"lacpdus_rx"` // valid LACPDUs processed
+	LACPDUsTx        uint64 `json:"lacpdus_tx"`
+	MarkerRx         uint64 `json:"marker_rx"` // Marker Information PDUs
+	MarkerResponseRx uint64 `json:"marker_response_rx"`
+	MarkerResponseTx uint64 `json:"marker_response_tx"`
+	MarkerDropped    uint64 `json:"marker_dropped"` // responses dropped: queue full under the slow protocols limit
+	MalformedRx      uint64 `json:"malformed_rx"`   // LACP or Marker PDUs failing validation
+	UnknownRx        uint64 `json:"unknown_rx"`     // other slow protocols, other Ethertypes
+	LoopbackRx       uint64 `json:"loopback_rx"`    // our own LACPDUs (same system ID and priority): the port is looped
+	Loops            uint64 `json:"loops"`          // times the port became looped
+	DisabledRx       uint64 `json:"disabled_rx"`    // frames received while the link is down
+	ActorChurn       uint64 `json:"actor_churn"`    // entries into actor CHURN
+	PartnerChurn     uint64 `json:"partner_churn"`  // entries into partner CHURN
 }
 
 // partnerDefaults is the administrative partner (Partner_Admin_*): passive,
@@ -73,6 +73,8 @@ type port struct {
 	prio   uint16
 	speed  uint64
 	linkUp bool
+	// adminDown: disabled by the operator (admin.go): never selected.
+	adminDown bool
 
 	// Receive machine.
 	rx           rxState

@@ -119,7 +119,7 @@ func (e *Engine) selectAll() {
 	}
 	for _, p := range e.ports {
 		p.nextAgg, p.nextSel = nil, unselected
-		if !p.hasPartner() {
+		if !p.hasPartner() || p.adminDown {
 			continue
 		}
 		k := p.aggKey()

@@ -293,7 +293,8 @@ func (p *AFPacket) frame(r *afRx, k int, addr tcpip.LinkAddress) *stack.PacketBu
 		return nil
 	}
 	eth := s.views[0].AsSlice()[afRxHeadroom:]
-	if dst := eth[:header.EthernetAddressSize]; dst[0]&1 == 0 && string(dst) != string(addr) {
+	// The interface's own MAC too: a lagg's link monitor probes with it.
+	if dst := eth[:header.EthernetAddressSize]; dst[0]&1 == 0 && string(dst) != string(addr) && string(dst) != string(p.hw) {
 		p.Foreign.Add(1)
 		return nil
 	}

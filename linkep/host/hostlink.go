@@ -48,6 +48,9 @@ type hostLink struct {
 	handler atomic.Pointer[func(linkep.Event)]
 	unwatch func()
 
+	// v6 is the kernel IPv6 the port turned off while joined (ipv6_sysctl.go).
+	v6 v6State
+
 	// mtuMu serialises MTU changes against the check of MTU notifications.
 	// Lock order: mtuMu, then mu.
 	mtuMu sync.Mutex
@@ -434,6 +437,7 @@ func (h *hostLink) SetEventHandler(fn func(linkep.Event)) {
 // Join implements Port.Join.
 func (h *hostLink) Join(owner string) {
 	h.resetEnforcement()
+	h.disableIPv6() // the kernel's IPv6 is off while a member (ipv6_sysctl.go)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.joined, h.owner, h.wantMTU = true, owner, h.hostMTU
@@ -442,6 +446,7 @@ func (h *hostLink) Join(owner string) {
 // Leave implements Port.Leave.
 func (h *hostLink) Leave() {
 	h.resetEnforcement()
+	h.restoreIPv6()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.joined, h.owner = false, ""
@@ -558,6 +563,9 @@ func (h *hostLink) close(restore bool) {
 				h.log.Warn("cannot restore the admin-down state", "err", err)
 				kept = true
 			}
+		}
+		if h.restoreIPv6() { // closed without Leave
+			kept = true
 		}
 	}
 	if h.state != nil {

@@ -55,13 +55,16 @@ type hostState struct {
 	PrevMTU uint32 `json:"prev_mtu,omitempty"`
 	// BroughtUp: the interface was admin down and the port set it up.
 	BroughtUp bool `json:"brought_up,omitempty"`
+	// DisabledIPv6: the port set net.ipv6.conf.IF.disable_ipv6 from 0 to
+	// 1 while a member (ipv6_sysctl.go).
+	DisabledIPv6 bool `json:"disabled_ipv6,omitempty"`
 }
 
 const stateVersion = 1
 
 // changed says whether the entry records a change to undo.
 func (s *hostState) changed() bool {
-	return s.BroughtUp || s.ours(s.SetMTU) || s.ours(s.PrevMTU)
+	return s.BroughtUp || s.DisabledIPv6 || s.ours(s.SetMTU) || s.ours(s.PrevMTU)
 }
 
 // ours says whether mtu, found on the interface, is one the port set and

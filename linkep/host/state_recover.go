@@ -76,6 +76,15 @@ func (h *hostLink) recoverState(path string, id *hostState) error {
 		}
 		attrs = append(attrs, "admin", "down")
 	}
+	if old.DisabledIPv6 { // ipv6_sysctl.go
+		change, err := h.recoverIPv6()
+		if err != nil {
+			return err
+		}
+		if change != "" {
+			attrs = append(attrs, "disable_ipv6", change)
+		}
+	}
 	h.log.Info("put back what a previous ulagg left on the interface", attrs...)
 	return removeFileSync(path)
 }

@@ -44,7 +44,10 @@ type TAP struct {
 	RxErrors atomic.Uint64
 
 	addr atomic.Pointer[tcpip.LinkAddress] // read per frame
-	wg   sync.WaitGroup                    // the read goroutine
+	// own is the MAC the TAP started with, still received after
+	// SetLinkAddress: a lagg's link monitor probes with it. Set in open.
+	own tcpip.LinkAddress
+	wg  sync.WaitGroup // the read goroutine
 
 	mu sync.Mutex
 	// +checklocks:mu
@@ -153,7 +156,8 @@ func (t *TAP) open() error {
 		return err
 	}
 	mac[0] = mac[0]&^1 | 2 // unicast, locally administered
-	t.setAddr(tcpip.LinkAddress(mac[:]))
+	t.own = tcpip.LinkAddress(mac[:])
+	t.setAddr(t.own)
 	return t.attach(link)
 }
 
@@ -228,7 +232,7 @@ func (t *TAP) deliver(d stack.NetworkDispatcher, v *buffer.View) {
 		return
 	}
 	dst := b[:header.EthernetAddressSize]
-	if dst[0]&1 == 0 && string(dst) != string(*t.addr.Load()) {
+	if dst[0]&1 == 0 && string(dst) != string(*t.addr.Load()) && string(dst) != string(t.own) {
 		v.Release()
 		t.Foreign.Add(1)
 		return

@@ -94,6 +94,10 @@ type WireEnd struct {
 	speed uint64
 	log   *slog.Logger
 	peer  *WireEnd // set once by NewWire
+	// own is the MAC the end was made with. Like a host port, it still
+	// receives frames to it after SetLinkAddress (a lagg's link monitor
+	// probes with it).
+	own tcpip.LinkAddress
 
 	carrier  atomic.Bool
 	passing  atomic.Bool // frames sent from this end reach the peer
@@ -137,6 +141,7 @@ func newWireEnd(name string, mac tcpip.LinkAddress, opts WireOptions) *WireEnd {
 		log:     opts.Logger,
 		inbound: make(chan *stack.PacketBuffer, wireQueueLen),
 		addr:    mac,
+		own:     mac,
 		mtu:     opts.MTU,
 	}
 	e.carrier.Store(true)
@@ -391,7 +396,7 @@ func (e *WireEnd) deliver(pkt *stack.PacketBuffer) {
 		pkt.PktType = tcpip.PacketBroadcast
 	case header.IsMulticastEthernetAddress(dst):
 		pkt.PktType = tcpip.PacketMulticast
-	case dst == addr:
+	case dst == addr, dst == e.own:
 		pkt.PktType = tcpip.PacketHost
 	default:
 		e.Dropped.Add(1) // not for us: a NIC's MAC filter

@@ -61,9 +61,16 @@ type Appliance struct {
 	log *slog.Logger
 	s   *gstack.Stack
 	syn *synBudget // SYN admission, shared by every lagg's NIC (synguard.go); set by New
+	// routes owns the stack's route table (connected, static, DHCP
+	// routes); noRoute drops the SYNs it has no route back for
+	// (noroute.go). Both set by New.
+	routes  *ustack.RouteTable
+	noRoute *routeBack
 	// captureDrops counts frames captures dropped because their client did
 	// not keep up, over the appliance's life.
 	captureDrops atomic.Uint64
+	// cfgStats counts reloads and ifconfig changes (metrics_config.go).
+	cfgStats configStats
 	// +checklocks:mu
 	open PortOpener
 	// +checklocks:mu
@@ -86,6 +93,17 @@ type Appliance struct {
 	evStop chan struct{}
 	evDone chan struct{}
 
+	// dhcp are the running DHCP clients (dhcp.go), under their own lock.
+	dhcp dhcpRuns
+	// ra learns from router advertisements on the NICs in slaac, which
+	// has its own lock (slaac.go). ra is set by New.
+	ra    *ustack.RAWatcher
+	slaac slaacNICs
+
+	// events fans the laggs' and the appliance's events out to
+	// subscribers (events.go, `ulagg monitor`).
+	events eventHub
+
 	mu sync.Mutex
 	// +checklocks:mu
 	cfg *config.Config // the configuration in force: what runs, and ports configured but missing
@@ -97,6 +115,12 @@ type Appliance struct {
 	nextNIC tcpip.NICID
 	// +checklocks:mu
 	services *services
+	// +checklocks:mu
+	vlans map[string]*vlanNIC // the VLAN interfaces that run (reconcile_vlans.go)
+	// pubVLANs is the running VLANs for status readers.
+	pubVLANs atomic.Pointer[map[string]pubVLAN]
+	// +checklocks:mu
+	static []ustack.Route // the static routes given to routes (reconcile_routes.go)
 	// +checklocks:mu
 	closed bool
 }
@@ -112,6 +136,9 @@ type iface struct {
 	// missing: the configured ports whose interface does not exist, each
 	// waiting for it.
 	missing map[string]*missingPort
+	// vlanNICs: the NICs of the VLANs on this lagg, which its announcer
+	// announces too (reconcile_vlans.go).
+	vlanNICs atomic.Pointer[[]tcpip.NICID]
 }
 
 // New builds the stack and applies cfg. A port whose interface is missing
@@ -122,11 +149,14 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := ustack.NewNetstack()
+	ra := ustack.NewRAWatcher() // what router advertisements teach (slaac.go)
+	s, err := ustack.NewNetstackWithNDP(ra)
 	if err != nil {
+		ra.Close()
 		return nil, err
 	}
 	a := &Appliance{
+		ra:      ra,
 		log:     opts.Logger,
 		open:    opts.OpenPort,
 		watch:   opts.WatchPort,
@@ -134,6 +164,7 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 		s:       s,
 		syn:     newSYNBudget(cfg.Limits),
 		ifaces:  map[string]*iface{},
+		vlans:   map[string]*vlanNIC{},
 		nextNIC: 1,
 		evKick:  make(chan struct{}, 1),
 		evStop:  make(chan struct{}),
@@ -145,6 +176,10 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 	if a.open == nil {
 		a.open = OpenHostPort
 	}
+	a.noRoute = newRouteBack(a.log)
+	a.routes = ustack.NewRouteTable(s)
+	a.routes.SetOnChange(a.noRoute.publish)
+	a.ra.SetOnChange(a.raChanged) // slaac.go
 	if a.watch == nil {
 		a.watch = watchHostPort
 	}
@@ -152,6 +187,8 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 	// metrics, limits) is the runtime's, not changed here.
 	start := cfg.Clone()
 	start.Laggs, start.Services = nil, nil
+	start.VLANs = nil // made after their laggs (reconcile_vlans.go)
+	start.Routes = nil
 	a.services = newServices(a)
 	go a.routineEvents()
 	a.mu.Lock()
@@ -166,6 +203,7 @@ func New(cfg *config.Config, opts Options) (*Appliance, error) {
 		a.Close()
 		return nil, err
 	}
+	a.cfgStats.loaded()
 	if len(res.Missing) > 0 {
 		a.log.Warn("starting degraded: configured ports are missing; each is attached when its interface appears (`ip -br link` lists the interfaces; `ulagg run --strict` refuses to start instead)",
 			"missing", strings.Join(res.Missing, ", "))
@@ -224,6 +262,8 @@ func (a *Appliance) Status() []LaggStatus {
 			continue
 		}
 		st := LaggStatus{Status: pl.l.Status(), Addresses: slices.Clone(lc.Addresses), AdminUp: !lc.Down}
+		st.NIC, st.LinkLocal, st.DHCP = pl.nic, a.linkLocal(pl.nic), a.dhcpStatus(lc.Name) // dhcp.go, linklocal.go
+		st.Autoconf = a.slaacAddresses(pl.nic)                                             // slaac.go
 		for _, m := range pl.missing {
 			if st.Port(m.Name) == nil { // attached since
 				st.Missing = append(st.Missing, m)
@@ -242,6 +282,15 @@ type LaggStatus struct {
 	// Missing lists the configured ports whose interface does not exist;
 	// each is attached when it appears.
 	Missing []MissingPort
+	// NIC is the lagg's NIC in the stack: the IPv6 scope ID.
+	NIC tcpip.NICID
+	// LinkLocal is the lagg's IPv6 link-local address (from its MAC);
+	// invalid while it has none.
+	LinkLocal netip.Prefix
+	// DHCP is the lagg's DHCP client, nil if it runs none.
+	DHCP *DHCPStatus
+	// Autoconf are the IPv6 addresses SLAAC gave the lagg.
+	Autoconf []netip.Prefix
 }
 
 // MissingPort is a configured port whose interface is missing.
@@ -297,7 +346,10 @@ func (a *Appliance) applyLocked(next *config.Config, o reconcileOptions) error {
 	if err := next.Validate(); err != nil {
 		return err
 	}
-	_, err := a.reconcileLocked(next, o)
+	rr, err := a.reconcileLocked(next, o)
+	if err == nil {
+		a.configEvent("api", rr.Items)
+	}
 	return err
 }
 
@@ -326,6 +378,14 @@ func laggConfig(lc config.Lagg) (lagg.Config, error) {
 		Fallback:       lc.LACP.Fallback,
 		Select:         lagg.LACPSelect(lc.LACP.Select),
 	}
+	if m := lc.Monitor; m.Enabled() {
+		// Probes need no address of the lagg: ARP probes come from
+		// 0.0.0.0 and NS from each port's link-local (lagg/monitor.go).
+		c.Monitor = &lagg.MonitorOptions{
+			ARPTargets: m.ARPTargets, NSTargets: m.NSTargets, Interval: m.Interval, MissedMax: m.MissedMax,
+			Validate: lagg.MonitorValidate(m.Validate), Require: lagg.MonitorRequire(m.Require),
+		}
+	}
 	return c, nil
 }
 
@@ -349,6 +409,9 @@ func (a *Appliance) nicsLocked() map[string]tcpip.NICID {
 	for name, i := range a.ifaces {
 		m[name] = i.nic
 	}
+	for name, vn := range a.vlans {
+		m[name] = vn.i.nic
+	}
 	return m
 }
 
@@ -367,14 +430,17 @@ func (a *Appliance) Close() {
 	<-a.evDone
 	svc.close()
 	a.mu.Lock()
+	a.closeVLANsLocked() // before their laggs
 	for _, lc := range slices.Clone(a.cfg.Laggs) {
 		if i := a.ifaces[lc.Name]; i != nil {
 			a.destroyIfaceLocked(i)
 		}
 	}
 	a.cfg.Laggs = nil
+	a.cfg.VLANs = nil
 	a.publishLocked()
 	a.mu.Unlock()
 	a.s.Close()
 	a.s.Wait()
+	a.ra.Close()
 }

@@ -9,8 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/lagg"
 )
 
 // Ifconfig applies one `ulagg ifconfig` line to the running appliance: it
@@ -22,7 +24,8 @@ import (
 // config.IfconfigCommand.Apply. A port new to the configuration must
 // exist; a configured port that is missing may be removed or
 // re-prioritised.
-func (a *Appliance) Ifconfig(cmd *config.IfconfigCommand, kindOf func(string) string) error {
+func (a *Appliance) Ifconfig(cmd *config.IfconfigCommand, kindOf func(string) string) (err error) {
+	defer func() { a.cfgStats.ifconfig(err) }() // metrics_config.go
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -32,7 +35,10 @@ func (a *Appliance) Ifconfig(cmd *config.IfconfigCommand, kindOf func(string) st
 	if err != nil {
 		return err
 	}
-	_, err = a.reconcileLocked(next, reconcileOptions{refuseNewMissing: true})
+	rr, err := a.reconcileLocked(next, reconcileOptions{refuseNewMissing: true})
+	if err == nil {
+		a.configEvent("ifconfig "+cmd.String(), rr.Items)
+	}
 	return err
 }
 
@@ -142,7 +148,12 @@ func (a *Appliance) ReloadConfig(next *config.Config) error {
 // ReloadConfigWith is ReloadConfig with options: without Force it refuses
 // (UnsavedError) to undo runtime changes that were never saved; with
 // DryRun it only reports.
-func (a *Appliance) ReloadConfigWith(next *config.Config, o ReloadOptions) (ReloadResult, error) {
+func (a *Appliance) ReloadConfigWith(next *config.Config, o ReloadOptions) (_ ReloadResult, err error) {
+	defer func() { // metrics_config.go
+		if !o.DryRun {
+			a.cfgStats.reloaded(err)
+		}
+	}()
 	res := ReloadResult{DryRun: o.DryRun}
 	if err := next.Validate(); err != nil {
 		return res, err
@@ -170,6 +181,7 @@ func (a *Appliance) ReloadConfigWith(next *config.Config, o ReloadOptions) (Relo
 	}
 	res.Changes = append(config.Lines(rr.Items), rr.Attached...)
 	res.Missing = rr.Missing
+	a.configEvent("reload", rr.Items)
 	for _, l := range res.Changes {
 		a.log.Info("reload", "change", l)
 	}
@@ -191,6 +203,9 @@ func (a *Appliance) ReloadFile(path string) error {
 func (a *Appliance) ReloadFileWith(path string, o ReloadOptions) (ReloadResult, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
+		if !o.DryRun {
+			a.cfgStats.reloaded(err) // metrics_config.go
+		}
 		return ReloadResult{}, fmt.Errorf("reload refused, the running configuration stays: %w", err)
 	}
 	return a.ReloadConfigWith(cfg, o)
@@ -234,6 +249,9 @@ func (a *Appliance) Save(path string) (SaveResult, error) {
 		return res, fmt.Errorf("save: %w", err)
 	}
 	a.base = cfg
+	if res.Written {
+		a.events.publish(MonitorEvent{EventJSON: lagg.EventJSON{Time: time.Now(), Kind: EventConfigSaved, Detail: res.Path}})
+	}
 	return res, nil
 }
 

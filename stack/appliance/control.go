@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ulagg/ulagg/config"
 )
 
@@ -27,13 +25,16 @@ import (
 // closes or half-closes the connection, or the server stops; then comes an
 // end record (a CaptureSummary: frames sent, frames dropped because the
 // client did not keep up), which StartCapture's stream reads for the
-// client (see control_capture.go).
+// client (see control_capture.go). For monitor, the OK response is
+// followed by events as JSON lines, the last of kind "end"
+// (control_monitor.go).
 const (
 	CmdIfconfig = "ifconfig" // Args: LAGG OPTION... (NetBSD ifconfig syntax)
 	CmdStatus   = "status"   // Lagg ("" = every lagg), Verbose, JSON, Names
 	CmdSave     = "save"     // write the running configuration to the file
 	CmdReload   = "reload"   // re-read the file, apply the difference
 	CmdCapture  = "capture"  // Lagg, Port ("" = every port), Count
+	CmdRoute    = "route"    // Args: add|delete|show ... (NetBSD route(8) syntax); JSON for show
 )
 
 // ControlRequest is one request on the control socket.
@@ -50,6 +51,8 @@ type ControlRequest struct {
 	// reports what would change (ulagg diff).
 	Force  bool `json:"force,omitempty"`
 	DryRun bool `json:"dry_run,omitempty"`
+	// Zero: status, then zero the counters shown (ifconfig -z).
+	Zero bool `json:"zero,omitempty"`
 }
 
 // ControlResponse answers a request. Output is text for the user.
@@ -79,6 +82,9 @@ type ControlOptions struct {
 	// (config.IfconfigCommand.Apply); nil means afpacket.
 	KindOf func(name string) string
 	Logger *slog.Logger
+	// Group (a name or a gid) makes the socket 0660 in that group, whose
+	// members may read: status, monitor, hash (control_roles.go).
+	Group string
 
 	// accept replaces ln.AcceptUnix, for tests that inject errors.
 	accept func(ln *net.UnixListener) (*net.UnixConn, error)
@@ -104,6 +110,8 @@ type ControlServer struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
+	policy rolePolicy // who may do what (control_roles.go)
+
 	mu sync.Mutex
 	// +checklocks:mu
 	conns map[net.Conn]struct{}
@@ -111,9 +119,12 @@ type ControlServer struct {
 	closed bool
 	// +checklocks:mu
 	captures int // running captures (at most maxCaptures)
+	// +checklocks:mu
+	monitors int // running monitors (at most maxMonitors, control_monitor.go)
 }
 
-// ListenControl creates the control socket, owner-only (0600), and serves
+// ListenControl creates the control socket, owner-only (0600; 0660 in
+// ControlOptions.Group when set), and serves
 // it until Close. A stale socket file is replaced; a live one (another
 // ulagg answering) is an error, as is a path that is not a socket.
 func ListenControl(a *Appliance, opts ControlOptions) (*ControlServer, error) {
@@ -123,6 +134,19 @@ func ListenControl(a *Appliance, opts ControlOptions) (*ControlServer, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	gid := int64(-1)
+	if opts.Group != "" {
+		var err error
+		if gid, err = lookupGroup(opts.Group); err != nil {
+			return nil, err
+		}
+	}
+	createdDir := ""
+	if dir := filepath.Dir(opts.Path); gid >= 0 {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			createdDir = dir
+		}
 	}
 	if err := prepareSocketPath(opts.Path); err != nil {
 		return nil, err
@@ -136,12 +160,17 @@ func ListenControl(a *Appliance, opts ControlOptions) (*ControlServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
+	if err := shareSocket(opts.Path, gid, createdDir); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	s := &ControlServer{
 		a: a, opts: opts, log: log, ln: ln,
 		self:  uint32(os.Geteuid()),
 		done:  make(chan struct{}),
 		conns: map[net.Conn]struct{}{},
 	}
+	s.policy = rolePolicy{self: s.self, group: gid}
 	s.wg.Add(1)
 	go s.routineAccept()
 	log.Info("control socket listening", "path", opts.Path)
@@ -306,12 +335,14 @@ func (s *ControlServer) routineConn(c *net.UnixConn) {
 		s.mu.Unlock()
 		c.Close()
 	}()
-	if uid, err := peerUID(c); err != nil || !peerAllowed(uid, s.self) {
-		msg := fmt.Sprintf("permission denied: only uid %d (the owner of the ulagg process) and root may use %s", s.self, s.opts.Path)
+	cred, err := peerCredOf(c)
+	peerRole := s.policy.roleOf(cred)
+	if err != nil || peerRole == roleNone {
+		msg := s.policy.refusal(roleNone, ControlRequest{}, s.opts.Path).Error()
 		if err != nil {
 			msg = fmt.Sprintf("permission denied: cannot read the peer's credentials: %v", err)
 		}
-		s.log.Warn("control socket: connection refused", "uid", uid, "err", err)
+		s.log.Warn("control socket: connection refused", "uid", cred.uid, "err", err)
 		writeResponse(c, ControlResponse{Error: msg})
 		return
 	}
@@ -333,8 +364,17 @@ func (s *ControlServer) routineConn(c *net.UnixConn) {
 		writeResponse(c, ControlResponse{Error: fmt.Sprintf("bad request: %v", err)})
 		return
 	}
+	if !peerRole.allows(req) {
+		s.log.Warn("control socket: command refused", "uid", cred.uid, "role", peerRole, "cmd", req.Cmd)
+		writeResponse(c, fail(s.policy.refusal(peerRole, req, s.opts.Path)))
+		return
+	}
 	if req.Cmd == CmdCapture {
 		s.capture(c, req)
+		return
+	}
+	if req.Cmd == CmdMonitor {
+		s.monitor(c, req)
 		return
 	}
 	writeResponse(c, s.handle(req))
@@ -366,7 +406,15 @@ func (s *ControlServer) handle(req ControlRequest) ControlResponse {
 		if err != nil {
 			return fail(err)
 		}
+		if req.Zero { // after the status, as NetBSD's ifconfig -z
+			if err := s.a.ZeroCounters(req.Lagg); err != nil {
+				return fail(err)
+			}
+			s.log.Info("counters zeroed", "lagg", req.Lagg)
+		}
 		return ControlResponse{OK: true, Output: out}
+	case CmdHash:
+		return s.hash(req)
 	case CmdSave:
 		if s.opts.ConfigFile == "" {
 			return fail(errors.New("save: ulagg runs without a configuration file"))
@@ -393,12 +441,17 @@ func (s *ControlServer) handle(req ControlRequest) ControlResponse {
 			return fail(err)
 		}
 		return ControlResponse{OK: true, Output: res.Text(s.opts.ConfigFile)}
+	case CmdRoute:
+		return s.route(req)
 	}
 	return fail(fmt.Errorf("unknown command %q", req.Cmd))
 }
 
 // status renders `ulagg ifconfig [-a] [-v] [--json] [-l] [LAGG]`.
 func (s *ControlServer) status(req ControlRequest) (string, error) {
+	if out, ok, err := s.vlanStatus(req); ok { // status_vlan.go
+		return out, err
+	}
 	sts := s.a.Status()
 	if req.Lagg != "" {
 		var one []LaggStatus
@@ -415,20 +468,14 @@ func (s *ControlServer) status(req ControlRequest) (string, error) {
 	var b strings.Builder
 	switch {
 	case req.JSON:
-		js := StatusJSON(sts)
-		if req.Verbose {
-			stackDrops, captureDrops := s.a.Drops()
-			for i := range js {
-				for _, d := range stackDrops {
-					if d.Value != 0 {
-						if js[i].StackDrops == nil {
-							js[i].StackDrops = map[string]uint64{}
-						}
-						js[i].StackDrops[d.Name] = d.Value
-					}
-				}
-				js[i].CaptureDrops = captureDrops
+		js := make([]LaggJSON, 0, len(sts))
+		cfg := s.a.Config()
+		for _, st := range sts {
+			j := st.JSON(req.Verbose)
+			if req.Verbose {
+				s.a.addVerbose(&j, cfg.Lagg(st.Name))
 			}
+			js = append(js, j)
 		}
 		out, err := json.MarshalIndent(js, "", "  ")
 		if err != nil {
@@ -441,36 +488,23 @@ func (s *ControlServer) status(req ControlRequest) (string, error) {
 		for i, st := range sts {
 			names[i] = st.Name
 		}
+		if req.Lagg == "" {
+			names = append(names, s.a.vlanNames()...) // status_vlan.go
+		}
 		b.WriteString(strings.Join(names, " ") + "\n")
 	default:
 		cfg := s.a.Config()
 		for _, st := range sts {
 			FormatStatus(&b, st, cfg.Lagg(st.Name), FormatOptions{Verbose: req.Verbose})
 		}
+		if req.Lagg == "" {
+			s.formatVLANs(&b, req) // status_vlan.go
+		}
 		if req.Verbose {
 			formatDrops(&b, s.a)
 		}
 	}
 	return b.String(), nil
-}
-
-// peerUID returns the uid of the process at the other end of c.
-func peerUID(c *net.UnixConn) (uint32, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if serr != nil {
-		return 0, fmt.Errorf("SO_PEERCRED: %w", serr)
-	}
-	return cred.Uid, nil
 }
 
 // peerAllowed: the socket is owner-only; root may always manage it.

@@ -81,7 +81,7 @@ func readResponse(path string, r *bufio.Reader) (*ControlResponse, error) {
 func dialError(path string, err error) error {
 	switch {
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-		return fmt.Errorf("permission denied on %s: the control socket is owner-only (0600); run as root or as the user that runs ulagg", path)
+		return fmt.Errorf("permission denied on %s: the control socket is owner-only (0600); run as root or as the user that runs ulagg (or, to read status, as a member of its [control] group)", path)
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("cannot reach ulagg at %s: is `ulagg run` running? (%v)", path, err)
 	}

@@ -56,6 +56,7 @@ func TestControlManPageFailover(t *testing.T) {
 		"\tmedia: Ethernet autoselect",
 		"\tstatus: active",
 		"\tinet 192.168.1.1/24 broadcast 192.168.1.255 flags 0x0",
+		"\tinet6 fe80::*", // the link-local address (linklocal.go)
 	})
 	tr := r.startTransfer()
 	tr.WaitMore(t, 64<<10, 30*time.Second)
@@ -79,6 +80,7 @@ func TestControlManPageFailover(t *testing.T) {
 		"\tinput: *",
 		"\toutput: *",
 		"\tinet 192.168.1.1/24 broadcast 192.168.1.255 flags 0x0",
+		"\tinet6 fe80::*", // the link-local address (linklocal.go)
 	})
 	tr.Wait(t, time.Minute)
 }
@@ -119,6 +121,7 @@ func TestControlManPageLACP(t *testing.T) {
 		"\tmedia: Ethernet autoselect",
 		"\tstatus: active",
 		"\tinet 192.168.1.1/24 broadcast 192.168.1.255 flags 0x0",
+		"\tinet6 fe80::*", // the link-local address (linklocal.go)
 	})
 	actor := "[8000," + strings.ReplaceAll(strings.ToUpper(macOf(0)), ":", "-") + ","
 	peerMAC := "[8000," + strings.ReplaceAll(strings.ToUpper(r.pl.LinkAddress().String()), ":", "-") + ","
@@ -154,6 +157,7 @@ func TestControlManPageLACP(t *testing.T) {
 		"\tinput: *",
 		"\toutput: *",
 		"\tinet 192.168.1.1/24 broadcast 192.168.1.255 flags 0x0",
+		"\tinet6 fe80::*", // the link-local address (linklocal.go)
 	})
 	tr := r.startTransfer()
 	tr.WaitMore(t, 64<<10, 30*time.Second)

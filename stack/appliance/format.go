@@ -87,10 +87,11 @@ func FormatStatus(w io.Writer, st LaggStatus, lc *config.Lagg, o FormatOptions) 
 	fmt.Fprintf(b, "%s: flags=%s mtu %d\n", st.Name, bitString(IfFlags(st), ifFlagNames), st.MTU)
 	fmt.Fprintf(b, "\tlaggproto %s\n", st.Proto)
 	formatProto(b, st, lc, o)
+	formatMonitor(b, st) // format_monitor.go
 	if len(st.Ports) > 0 || len(st.Missing) > 0 {
 		b.WriteString("\tlaggport:\n")
 		for _, p := range st.Ports {
-			fmt.Fprintf(b, "\t\t%s pri=%d flags=%s\n", p.Name, p.Priority, portFlagString(p.Flags))
+			fmt.Fprintf(b, "\t\t%s pri=%d flags=%s%s\n", p.Name, p.Priority, portFlagString(p.Flags), disabledMark(p)+monitorMark(p))
 			if o.Verbose {
 				formatPortVerbose(b, p)
 			}
@@ -116,6 +117,13 @@ func FormatStatus(w io.Writer, st LaggStatus, lc *config.Lagg, o FormatOptions) 
 	}
 	for _, a := range st.Addresses {
 		formatAddress(b, a)
+	}
+	formatLinkLocal(b, st) // linklocal.go
+	for _, p := range st.Autoconf {
+		fmt.Fprintf(b, "\tinet6 %s flags 0x40<AUTOCONF>\n", p) // NetBSD's IN6_IFF_AUTOCONF
+	}
+	if st.DHCP != nil {
+		b.WriteString("\t" + st.DHCP.Line() + "\n")
 	}
 	_, _ = io.WriteString(w, b.String())
 }
@@ -193,6 +201,8 @@ func formatPortVerbose(b *strings.Builder, p lagg.PortStatus) {
 		speed = fmt.Sprintf("speed %d Mbit/s", p.SpeedMbps)
 	}
 	fmt.Fprintf(b, "\t\t\tlink %s, %s, mtu %d, address %s\n", link, speed, p.MTU, p.MAC)
+	formatPortAdmin(b, p)   // format_admin.go
+	formatPortMonitor(b, p) // format_monitor.go
 	formatCounters(b, "\t\t\t", p.Counters)
 	if p.KernelDrops > 0 {
 		fmt.Fprintf(b, "\t\t\tkernel drops: %d (socket buffer full)\n", p.KernelDrops)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ulagg/ulagg/internal/buildinfo"
 	"github.com/ulagg/ulagg/lagg"
 )
 
@@ -27,7 +28,8 @@ var (
 )
 
 // dropReasons lists every lagg.DropReason name, so that each counter is
-// exported from zero.
+// exported from zero. Metrics spell them in snake_case (metricReason), as
+// every other label value.
 var dropReasons = func() []string {
 	var out []string
 	for r := lagg.DropReason(0); r < 64; r++ {
@@ -39,6 +41,10 @@ var dropReasons = func() []string {
 	}
 	return out
 }()
+
+// metricReason is a drop reason as a label value: lagg's names (no-port,
+// shown as such by ulagg ifconfig -v) in snake_case (no_port).
+func metricReason(r string) string { return strings.ReplaceAll(r, "-", "_") }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("ulagg_"+name, help, labels, nil)
@@ -62,13 +68,15 @@ var (
 	dLaggFailovers = desc("lagg_failovers_total", "Times the transmitting port changed.", lg...)
 	dLaggLastFO    = desc("lagg_last_failover_seconds", "Carrier loss to the first frame on the new port, last failover.", lg...)
 
-	dPortLinkUp   = desc("port_link_up", "1 if the port's link is up.", lp...)
-	dPortActive   = desc("port_active", "1 if the port counts as up after up/down delays.", lp...)
-	dPortPrio     = desc("port_priority", "The port's priority (lower is preferred).", lp...)
-	dPortMTU      = desc("port_mtu_bytes", "The port's MTU.", lp...)
-	dPortSpeed    = desc("port_speed_bits_per_second", "The port's link speed; 0 if unknown.", lp...)
-	dPortFlags    = desc("port_flags", "The port's lagg flags as a number (NetBSD LAGG_PORT_BITS).", lp...)
-	dPortFlag     = desc("port_flag", "1 if the port has the flag.", "lagg", "port", "flag")
+	dPortLinkUp = desc("port_link_up", "1 if the port's link is up.", lp...)
+	dPortActive = desc("port_active", "1 if the port counts as up after up/down delays.", lp...)
+	dPortPrio   = desc("port_priority", "The port's priority (lower is preferred).", lp...)
+	dPortMTU    = desc("port_mtu_bytes", "The port's MTU.", lp...)
+	// Prometheus' base unit is bytes: 1 Gb/s is 125e6.
+	dPortSpeed = desc("port_speed_bytes_per_second", "The port's link speed in bytes a second (bits / 8); 0 if unknown.", lp...)
+	// One series per NetBSD LAGG_PORT_BITS flag (the number itself is in
+	// the status JSON).
+	dPortFlag     = desc("port_flag", "1 if the port has the flag (MASTER, STACK, ACTIVE, COLLECTING, DISTRIBUTING, STANDBY).", "lagg", "port", "flag")
 	dPortRxFrames = desc("port_receive_frames_total", "Frames received on the port.", lp...)
 	dPortRxBytes  = desc("port_receive_bytes_total", "Bytes received on the port.", lp...)
 	dPortTxFrames = desc("port_transmit_frames_total", "Frames sent on the port.", lp...)
@@ -100,16 +108,19 @@ var (
 	// and reason="syn_admission": SYNs over limits.syn_rate (synguard.go).
 	dStackDrops   = desc("stack_drops_total", "Packets the IP stack refused, by reason (see ulagg ifconfig -v).", "reason")
 	dCaptureDrops = desc("capture_drops_total", "Frames captures dropped because their client did not keep up.")
+
+	dBuildInfo = desc("build_info", "Always 1: the ulagg build's module version, VCS revision (unknown without VCS information) and Go version.", "version", "revision", "goversion")
 )
 
 var allDescs = []*prometheus.Desc{
 	dLaggInfo, dLaggAdminUp, dLaggLinkUp, dLaggMTU, dLaggPorts, dLaggRxFrames, dLaggRxBytes,
 	dLaggTxFrames, dLaggTxBytes, dLaggDrops, dLaggTxPort, dLaggFailovers, dLaggLastFO,
-	dPortLinkUp, dPortActive, dPortPrio, dPortMTU, dPortSpeed, dPortFlags, dPortFlag,
+	dPortLinkUp, dPortActive, dPortPrio, dPortMTU, dPortSpeed, dPortFlag,
 	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortKernelDrops, dPortMissing,
 	dLACPDist, dLACPFallback, dLACPUnknown, dLACPMux, dLACPRx, dLACPSelected, dLACPState,
 	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn, dStackDrops, dCaptureDrops,
 	dLACPPartners, dLACPMismatch, dLACPMismatches, dLACPLooped,
+	dBuildInfo, dConfigReloads, dConfigLastOK, dConfigLastOKAt, dConfigIfconfig,
 }
 
 // collector reads the appliance's status at scrape time; it keeps nothing
@@ -125,6 +136,13 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range allDescs {
 		ch <- d
 	}
+	for _, sc := range stackCounters {
+		ch <- sc.d
+	}
+	ch <- dStackTCPEstablished
+	for _, d := range vlanDescs { // status_vlan.go
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -137,6 +155,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	// SYNs the admission guard dropped before the stack saw them.
 	m.counter(dStackDrops, float64(c.a.SYNAdmissionDrops()), synAdmissionReason)
 	m.counter(dCaptureDrops, float64(captureDrops))
+	bi := buildinfo.Read()
+	m.gauge(dBuildInfo, 1, bi.Version, bi.ShortRevision(), bi.GoVersion)
+	c.a.cfgStats.collect(m)
+	collectStack(m, c.a.Stack().Stats())
 	for _, st := range c.a.Status() {
 		n := st.Name
 		m.gauge(dLaggInfo, 1, n, string(st.Proto), st.MAC.String())
@@ -150,6 +172,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		m.counter(dLaggFailovers, float64(st.Failovers), n)
 		m.gauge(dLaggLastFO, st.LastFailover.Seconds(), n)
+		dhcpMetrics(m, st) // metrics_dhcp.go
 		for _, p := range st.Ports {
 			c.port(m, n, p)
 			m.gauge(dPortMissing, 0, n, p.Name)
@@ -166,6 +189,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			m.counter(dLACPMismatches, float64(l.PartnerMismatches), n)
 		}
 	}
+	collectVLANs(m, c.a) // status_vlan.go
 }
 
 func (collector) port(m metricSink, n string, p lagg.PortStatus) {
@@ -173,13 +197,14 @@ func (collector) port(m metricSink, n string, p lagg.PortStatus) {
 	m.gauge(dPortActive, b2f(p.Active), n, p.Name)
 	m.gauge(dPortPrio, float64(p.Priority), n, p.Name)
 	m.gauge(dPortMTU, float64(p.MTU), n, p.Name)
-	m.gauge(dPortSpeed, float64(p.SpeedMbps)*1e6, n, p.Name)
-	m.gauge(dPortFlags, float64(p.Flags), n, p.Name)
+	m.gauge(dPortSpeed, float64(p.SpeedMbps)*1e6/8, n, p.Name)
 	for i, f := range portFlagBits {
 		m.gauge(dPortFlag, b2f(p.Flags&(1<<i) != 0), n, p.Name, f)
 	}
 	m.counters(p.Counters, []*prometheus.Desc{dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops}, n, p.Name)
 	m.counter(dPortKernelDrops, float64(p.KernelDrops), n, p.Name)
+	portAdminMetrics(m, n, p)   // metrics_admin.go
+	portMonitorMetrics(m, n, p) // metrics_monitor.go
 	l := p.LACP
 	if l == nil {
 		return
@@ -240,11 +265,11 @@ func (m metricSink) counters(c lagg.Counters, ds []*prometheus.Desc, labels ...s
 	m.counter(ds[2], float64(c.TxFrames), labels...)
 	m.counter(ds[3], float64(c.TxBytes), labels...)
 	for _, r := range dropReasons {
-		m.counter(ds[4], float64(c.Drops[r]), append(labels, r)...)
+		m.counter(ds[4], float64(c.Drops[r]), append(labels, metricReason(r))...)
 	}
 	for r, v := range c.Drops { // a reason this build does not list
 		if !containsString(dropReasons, r) {
-			m.counter(ds[4], float64(v), append(labels, r)...)
+			m.counter(ds[4], float64(v), append(labels, metricReason(r))...)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package appliance_test
 import (
 	"fmt"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -118,12 +119,13 @@ func TestMetricsFailover(t *testing.T) {
 		{"ulagg_port_priority", []string{"port=wm0"}, 1000},
 		{"ulagg_port_priority", []string{"port=wm1"}, 2000},
 		{"ulagg_port_link_up", []string{"port=wm1"}, 1},
-		{"ulagg_port_flags", []string{"port=wm0"}, 0x1c},
-		{"ulagg_port_flags", []string{"port=wm1"}, 0xc},
 		{"ulagg_port_flag", []string{"port=wm0", "flag=DISTRIBUTING"}, 1},
 		{"ulagg_port_flag", []string{"port=wm1", "flag=DISTRIBUTING"}, 0},
 		{"ulagg_port_flag", []string{"port=wm1", "flag=COLLECTING"}, 1},
-		{"ulagg_port_speed_bits_per_second", []string{"port=wm0"}, 1e9},
+		{"ulagg_port_speed_bytes_per_second", []string{"port=wm0"}, 125e6},
+		{"ulagg_config_reloads_total", []string{"result=success"}, 0},
+		{"ulagg_config_last_reload_successful", nil, 1},
+		{"ulagg_build_info", []string{"goversion=" + runtime.Version()}, 1},
 		{"ulagg_port_transmit_frames_total", []string{"port=wm1"}, 0},
 	} {
 		t.Run(fmt.Sprint(c.name, c.labels), func(t *testing.T) {
@@ -141,7 +143,7 @@ func TestMetricsFailover(t *testing.T) {
 		t.Errorf("wm0 transmit bytes: got %v, want more than the %d echoed", got, 64<<10)
 	}
 	reasons := labelValues(f, "ulagg_lagg_drops_total", "reason", "lagg=lagg0")
-	if want := []string{"checksum", "control-frame", "control-malformed", "control-queue-full", "inactive-port", "no-port", "not-attached", "tx-error", "vlan"}; strings.Join(reasons, ",") != strings.Join(want, ",") {
+	if want := []string{"checksum", "control_frame", "control_malformed", "control_queue_full", "foreign_mac", "inactive_port", "no_port", "not_attached", "tx_error", "vlan"}; strings.Join(reasons, ",") != strings.Join(want, ",") {
 		t.Errorf("drop reasons: got %v, want every one, %v", reasons, want)
 	}
 	if f["go_goroutines"] == nil {

@@ -89,6 +89,10 @@ type undoStep struct {
 	cfg  lagg.Config  // undoSettings
 	addr netip.Prefix // undoAddAddress, undoRemoveAddress
 	down bool         // undoAdmin
+
+	routes []ustack.Route // undoRoutes: the static routes to put back
+
+	fn func() error // undoFunc
 }
 
 type undoKind int
@@ -102,6 +106,8 @@ const (
 	undoAddAddress                        // an address was removed
 	undoRemoveAddress                     // an address was added
 	undoAdmin                             // the admin state changed
+	undoRoutes                            // the static routes changed (reconcile_routes.go)
+	undoFunc                              // run fn (VLAN NICs, reconcile_vlans.go)
 )
 
 func (t *txn) onUndo(u undoStep) { t.undo = append(t.undo, u) }
@@ -137,6 +143,8 @@ type reconcile struct {
 	announce map[*iface]bool     // laggs that got an address in step 4
 
 	res reconcileResult
+
+	vlans vlanPlan // reconcile_vlans.go
 }
 
 // reprioPlan is a port that stays attached with another priority.
@@ -171,9 +179,13 @@ func (r *reconcile) run() (reconcileResult, error) {
 	if err := r.release(); err != nil {
 		return r.rollback(err)
 	}
+	if err := r.releaseVLANs(); err != nil { // reconcile_vlans.go
+		return r.rollback(err)
+	}
 	if err := r.settings(); err != nil {
 		return r.rollback(err)
 	}
+	r.a.syncDisabledLocked(r.next, r.t) // before acquire: new ports join disabled
 	if err := r.acquire(); err != nil {
 		return r.rollback(err)
 	}
@@ -217,7 +229,10 @@ func (a *Appliance) newReconcileLocked(next *config.Config, o reconcileOptions) 
 //
 // +checklocks:r.a.mu
 func (r *reconcile) rollback(err error) (reconcileResult, error) {
-	return r.a.failLocked(r.t, err)
+	res, err := r.a.failLocked(r.t, err)
+	r.a.syncDisabledLocked(r.old, nil)
+	r.a.syncDHCPLocked() // a client stopped with a NIC the undo put back restarts (dhcp.go)
+	return res, err
 }
 
 // Step 1: open, check, plan.
@@ -407,6 +422,12 @@ func (r *reconcile) acquire() error {
 	if err := r.addAddresses(); err != nil {
 		return err
 	}
+	if err := r.acquireVLANs(); err != nil { // reconcile_vlans.go
+		return err
+	}
+	if err := r.applyRoutes(); err != nil {
+		return err
+	}
 	return r.applyServices()
 }
 
@@ -495,12 +516,19 @@ func (r *reconcile) addAddresses() error {
 //
 // +checklocks:r.a.mu
 func (r *reconcile) applyServices() error {
-	if config.ServicesEqual(r.old, r.next) {
+	keep, rebound := r.servicesRebound() // reconcile_vlans.go
+	if config.ServicesEqual(r.old, r.next) && !rebound {
 		return nil
 	}
 	nics := map[string]tcpip.NICID{}
 	for _, lc := range r.next.Laggs {
 		nics[lc.Name] = r.a.txnIface(r.t, lc.Name).nic
+	}
+	r.addVLANNICs(nics)
+	if rebound { // stop those bound to a VLAN whose NIC is new; started again below
+		if err := r.a.services.apply(keep, nics); err != nil {
+			return err
+		}
 	}
 	if err := r.a.services.apply(r.next.Services, nics); err != nil {
 		if rerr := r.a.services.apply(r.old.Services, r.a.nicsLocked()); rerr != nil {
@@ -519,10 +547,14 @@ func (r *reconcile) applyServices() error {
 func (r *reconcile) commit() {
 	r.commitLaggs()
 	r.commitPorts()
+	r.commitVLANs() // reconcile_vlans.go
 	for _, i := range r.a.ifaces {
 		r.commitMissing(i)
 	}
 	r.a.cfg = r.next
+	r.a.syncLinkLocalsLocked() // MACs may have changed (linklocal.go)
+	r.a.syncDHCPLocked()       // dhcp.go
+	r.a.syncSLAACLocked()      // slaac.go
 	for i := range r.announce {
 		if err := ustack.Announce(r.a.s, i.nic); err != nil {
 			r.a.log.Debug("announce", "lagg", i.name, "err", err)
@@ -649,11 +681,15 @@ func (a *Appliance) undoLocked(t *txn, u undoStep) error {
 	case undoPriority:
 		return i.l.SetPortPriority(u.port.Name, u.port.Priority)
 	case undoAddAddress:
-		return ustack.AddAddress(a.s, i.nic, u.addr)
+		return a.routes.AddAddress(i.nic, u.addr)
 	case undoRemoveAddress:
-		return ustack.RemoveAddress(a.s, i.nic, u.addr)
+		return a.routes.RemoveAddress(i.nic, u.addr)
+	case undoRoutes:
+		a.setStaticLocked(u.routes)
 	case undoAdmin:
 		return a.setNICAdmin(i, u.down)
+	case undoFunc:
+		return u.fn()
 	}
 	return nil
 }
@@ -674,7 +710,7 @@ func (a *Appliance) removePortLocked(t *txn, i *iface, p config.Port) error {
 
 // +checklocks:a.mu
 func (a *Appliance) removeAddressLocked(t *txn, i *iface, p netip.Prefix) error {
-	if err := ustack.RemoveAddress(a.s, i.nic, p); err != nil {
+	if err := a.routes.RemoveAddress(i.nic, p); err != nil {
 		return err
 	}
 	t.onUndo(undoStep{kind: undoAddAddress, i: i, addr: p})
@@ -683,7 +719,7 @@ func (a *Appliance) removeAddressLocked(t *txn, i *iface, p netip.Prefix) error 
 
 // +checklocks:a.mu
 func (a *Appliance) addAddressLocked(t *txn, i *iface, p netip.Prefix) error {
-	if err := ustack.AddAddress(a.s, i.nic, p); err != nil {
+	if err := a.routes.AddAddress(i.nic, p); err != nil {
 		return err
 	}
 	t.onUndo(undoStep{kind: undoRemoveAddress, i: i, addr: p})
@@ -756,8 +792,11 @@ func (a *Appliance) createIfaceLocked(lc config.Lagg) (*iface, error) {
 		return nil, err
 	}
 	nic := a.nextNIC
-	// The NIC sees the lagg through the SYN admission guard (synguard.go).
-	if err := ustack.AddInterface(a.s, nic, lc.Name, newSYNGuard(l, a.syn), nil); err != nil {
+	// The NIC sees the lagg through the SYN admission guard (synguard.go),
+	// which also drops the SYNs it has no route back for (noroute.go).
+	guard := newSYNGuard(l, a.syn)
+	guard.back, guard.nic = a.noRoute, nic
+	if err := ustack.AddInterface(a.s, nic, lc.Name, guard, nil); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -767,8 +806,14 @@ func (a *Appliance) createIfaceLocked(lc config.Lagg) (*iface, error) {
 		if err := ustack.Announce(a.s, nic); err != nil {
 			a.log.Debug("announce", "lagg", lc.Name, "err", err)
 		}
+		a.announceVLANs(i) // reconcile_vlans.go
 	})
 	l.SetEventHandler(func(ev lagg.Event) {
+		a.laggEvent(ev) // to `ulagg monitor` (events.go)
+		if ev.Kind == lagg.EventPortAdded || ev.Kind == lagg.EventPortRemoved || ev.Kind == lagg.EventConfig {
+			a.syncLinkLocal(lc.Name, nic) // the MAC follows the first port (linklocal.go)
+			a.syncVLANLinkLocals()
+		}
 		if ev.Kind == lagg.EventPortGone {
 			a.post(portEvent{i: i, port: ev.Port, kind: evGone})
 		}
@@ -789,6 +834,8 @@ func (a *Appliance) createIfaceLocked(lc config.Lagg) (*iface, error) {
 //
 // +checklocks:a.mu
 func (a *Appliance) closeIfaceLocked(i *iface) {
+	a.stopDHCPLocked(i.name) // releases the lease while the NIC is there (dhcp.go)
+	a.stopSLAAC(i.nic)       // slaac.go
 	for n, m := range i.missing {
 		a.stopMissing(m)
 		delete(i.missing, n)
@@ -796,6 +843,7 @@ func (a *Appliance) closeIfaceLocked(i *iface) {
 	if err := a.s.RemoveNIC(i.nic); err != nil {
 		a.log.Warn("remove NIC", "lagg", i.name, "err", err)
 	}
+	a.routes.ForgetNIC(i.nic)
 	i.l.Close()
 }
 

@@ -176,6 +176,7 @@ func (a *Appliance) tryAttachLocked(i *iface, m *missingPort) {
 	delete(i.missing, m.port.Name)
 	i.attached[m.port.Name] = m.port
 	a.log.Info("port attached: its interface appeared", "lagg", i.name, "port", m.port.Name)
+	a.portEventNow(EventPortBack, i.name, m.port.Name, "its interface appeared")
 	a.publishLocked()
 }
 
@@ -186,6 +187,7 @@ func (a *Appliance) tryAttachLocked(i *iface, m *missingPort) {
 func (a *Appliance) markMissingLocked(i *iface, p config.Port, why error) {
 	m := &missingPort{port: p, err: why}
 	i.missing[p.Name] = m
+	a.portEventNow(EventPortMissing, i.name, p.Name, why.Error())
 	name := p.Name
 	cancel, err := a.watch(p, func() { a.post(portEvent{i: i, port: name, kind: evAppeared}) })
 	if err != nil {

@@ -313,6 +313,17 @@ func listenService(s *gstack.Stack, addr tcpip.FullAddress, svc *service) (*svcL
 	if svc.holdsData() {
 		ep.SocketOptions().SetReceiveBufferSize(svcConnBuffer, true)
 	}
+	// A service restarted (its lagg or VLAN got a new NIC) binds again
+	// while its closed connections linger in TIME_WAIT.
+	ep.SocketOptions().SetReuseAddress(true)
+	if addr.NIC != 0 {
+		// Bound to its interface's NIC: gVisor demultiplexes by device,
+		// not by the NIC an unspecified address is bound with.
+		if terr := ep.SocketOptions().SetBindToDevice(int32(addr.NIC)); terr != nil {
+			ep.Close()
+			return nil, fmt.Errorf("bind to NIC %d: %s", addr.NIC, terr)
+		}
+	}
 	if terr := ep.Bind(addr); terr != nil {
 		ep.Close()
 		return nil, fmt.Errorf("bind: %s", terr)

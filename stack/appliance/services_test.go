@@ -336,7 +336,7 @@ func TestServicesHTTPStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 {
 		t.Fatalf("details: %d %q (%v)", code, body, err)
 	}
-	if len(st) != 2 || st[0].Name != "lagg0" || len(st[0].Ports) != 2 || st[0].Ports[0].Flags != "0x1c<ACTIVE,COLLECTING,DISTRIBUTING>" {
+	if len(st) != 2 || st[0].Name != "lagg0" || len(st[0].Ports) != 2 || st[0].Ports[0].Flags.String() != "0x1c<ACTIVE,COLLECTING,DISTRIBUTING>" {
 		t.Fatalf("details: %+v", st)
 	}
 }

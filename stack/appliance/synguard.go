@@ -242,7 +242,9 @@ const (
 
 // admitRx reports whether an inbound packet (its link header consumed)
 // may reach the stack.
-func (b *synBudget) admitRx(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) bool {
+// back, when set, drops the admitted SYNs that nic has no route back for
+// (noroute.go).
+func (b *synBudget) admitRx(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer, back *routeBack, nic tcpip.NICID) bool {
 	if proto != header.IPv4ProtocolNumber && proto != header.IPv6ProtocolNumber {
 		return true
 	}
@@ -252,7 +254,10 @@ func (b *synBudget) admitRx(proto tcpip.NetworkProtocolNumber, pkt *gstack.Packe
 	if !ok || flags&(tcpFlagSYN|tcpFlagACK) != tcpFlagSYN {
 		return true
 	}
-	return b.admit(src)
+	if !b.admit(src) {
+		return false
+	}
+	return back == nil || back.admitSYN(nic, proto, buf[:n])
 }
 
 // learnTx learns the destination of an outbound Ethernet frame that is a
@@ -291,6 +296,10 @@ type synGuard struct {
 	child gstack.LinkEndpoint
 	b     *synBudget
 	disp  atomic.Pointer[dispatcherRef]
+	// back and nic, set before the NIC is created, check that a SYN can
+	// be answered (noroute.go); back nil checks nothing.
+	back *routeBack
+	nic  tcpip.NICID
 }
 
 type dispatcherRef struct{ d gstack.NetworkDispatcher }
@@ -309,7 +318,7 @@ func newSYNGuard(child gstack.LinkEndpoint, b *synBudget) *synGuard {
 // receive path.
 func (g *synGuard) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *gstack.PacketBuffer) {
 	r := g.disp.Load()
-	if r == nil || !g.b.admitRx(proto, pkt) {
+	if r == nil || !g.b.admitRx(proto, pkt, g.back, g.nic) {
 		return
 	}
 	r.d.DeliverNetworkPacket(proto, pkt)

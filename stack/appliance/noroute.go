@@ -1,0 +1,114 @@
+package appliance
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	ustack "github.com/ulagg/ulagg/stack"
+)
+
+// No route back. A SYN from a source the stack has no route to (a client
+// on another subnet and no default route) cannot be answered: gVisor finds
+// no route for the SYN-ACK, drops the SYN and writes its own warning line
+// (tcp.Endpoint.handleListenSegment() failed ... no route to host) to
+// stderr for every one. The SYN guard asks routeBack first: a SYN whose
+// source has no route out of the NIC it came in on is dropped and counted
+// there, and one ulagg line per noRouteLogEvery says which address and how
+// to fix it. gVisor without forwarding answers only out of the NIC a
+// segment came in on, so the check is per NIC, as FindRoute's.
+//
+// The routes are a snapshot published by the RouteTable's change hook;
+// the per-SYN check loads it and scans it without locking or allocating.
+
+const noRouteLogEvery = 10 * time.Second
+
+type routeBack struct {
+	log   *slog.Logger
+	epoch time.Time
+	snap  atomic.Pointer[[]routeBackEntry] // nil until the first publish: pass everything
+	drops atomic.Uint64                    // SYNs dropped: no route back
+	last  atomic.Int64                     // ns since epoch of the last line; 0 = none
+	quiet atomic.Uint64                    // drops not logged since that line
+}
+
+type routeBackEntry struct {
+	nic tcpip.NICID
+	to  netip.Prefix
+}
+
+func newRouteBack(log *slog.Logger) *routeBack {
+	return &routeBack{log: log, epoch: time.Now()}
+}
+
+// publish is the RouteTable's change hook.
+func (rb *routeBack) publish(installed []ustack.Route) {
+	es := make([]routeBackEntry, len(installed))
+	for i, r := range installed {
+		es[i] = routeBackEntry{nic: r.NIC, to: r.To}
+	}
+	rb.snap.Store(&es)
+}
+
+// routable reports whether the stack can answer src on nic.
+func (rb *routeBack) routable(nic tcpip.NICID, src netip.Addr) bool {
+	p := rb.snap.Load()
+	if p == nil || src.IsLinkLocalUnicast() && src.Is6() {
+		return true // gVisor routes IPv6 link-local without the table
+	}
+	for _, e := range *p {
+		if e.nic == nic && e.to.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// admitSYN decides on an admitted SYN whose IP header starts b (as
+// tcpInfo read it): false drops it, counted and reported.
+func (rb *routeBack) admitSYN(nic tcpip.NICID, proto tcpip.NetworkProtocolNumber, b []byte) bool {
+	var src, dst netip.Addr
+	var tcp []byte
+	switch proto {
+	case header.IPv4ProtocolNumber:
+		src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+		tcp = b[int(b[0]&0xf)*4:]
+	case header.IPv6ProtocolNumber:
+		src, dst = netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
+		tcp = b[header.IPv6MinimumSize:]
+	default:
+		return true
+	}
+	if rb.routable(nic, src) {
+		return true
+	}
+	rb.drops.Add(1)
+	rb.report(src, dst, binary.BigEndian.Uint16(tcp[2:4]))
+	return false
+}
+
+// report writes one line per noRouteLogEvery, counting the rest.
+func (rb *routeBack) report(src, dst netip.Addr, port uint16) {
+	now := int64(time.Since(rb.epoch)) + 1
+	last := rb.last.Load()
+	if last != 0 && now-last < int64(noRouteLogEvery) || !rb.last.CompareAndSwap(last, now) {
+		rb.quiet.Add(1)
+		return
+	}
+	fix := "ulagg route add default GATEWAY"
+	if src.Is6() {
+		fix = "ulagg route add -inet6 default GATEWAY"
+	}
+	rb.log.Warn(fmt.Sprintf("no route to %s (a reply from %s); add one: %s", src, netip.AddrPortFrom(dst, port), fix),
+		"client", src.String(), "similar_suppressed", rb.quiet.Swap(0))
+}
+
+// NoRouteDrops returns how many TCP SYNs the appliance dropped because it
+// had no route back to their source.
+func (a *Appliance) NoRouteDrops() uint64 { return a.noRoute.drops.Load() }
