@@ -1,12 +1,9 @@
 package lagg
 
 import (
-	"encoding/binary"
-	"fmt"
 	"math/bits"
 	"net/netip"
 
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -46,7 +43,9 @@ const (
 // allocates.
 func (p *port) monitorInput(s *snapshot, proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) bool {
 	m := s.mon
-	if m == nil {
+	// Ports mark frames to their own MAC, not the lagg's, PacketOtherHost
+	// (linkep.Port), so with the monitor off the rest is one comparison.
+	if m == nil || !m.on && pkt.PktType != tcpip.PacketOtherHost {
 		return false
 	}
 	eth := pkt.LinkHeader().Slice()
@@ -222,26 +221,4 @@ func nsProbe(mac tcpip.LinkAddress, target netip.Addr) []byte {
 	copy(icmp[26:32], mac)
 	icmp.SetChecksum(^checksum.Checksum(icmp, header.PseudoHeaderChecksum(header.ICMPv6ProtocolNumber, src, snm, icmpLen)))
 	return b
-}
-
-// sendRaw sends a whole Ethernet frame on p, whatever the distribution.
-func (p *port) sendRaw(frame []byte) error {
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		ReserveHeaderBytes: int(p.child.MaxHeaderLength()),
-		Payload:            buffer.MakeWithData(frame[header.EthernetMinimumSize:]),
-	})
-	defer pkt.DecRef()
-	copy(pkt.LinkHeader().Push(header.EthernetMinimumSize), frame[:header.EthernetMinimumSize])
-	pkt.NetworkProtocolNumber = tcpip.NetworkProtocolNumber(binary.BigEndian.Uint16(frame[12:14]))
-	var list stack.PacketBufferList
-	list.PushBack(pkt)
-	if _, err := p.child.WritePackets(list); err != nil {
-		p.ctr.drop(DropTxError, 1)
-		return fmt.Errorf("port %s: %s", p.name, err)
-	}
-	p.ctr.tx(1, len(frame))
-	if cs := p.l.capture.cur.Load(); cs != nil {
-		cs.deliverBytes(p, Out, frame)
-	}
-	return nil
 }

@@ -650,6 +650,9 @@ func TestLinkMonitorOffOwnMAC(t *testing.T) {
 		delivered bool
 	}{{"lagg MAC", data, true}, {"port's own MAC", own, false}} {
 		pkt := inbound(t, tc.f)
+		if !tc.delivered {
+			pkt.PktType = tcpip.PacketOtherHost // as ports mark it (linkep.Port)
+		}
 		before, drops := d.network.Load(), portStatus(t, r.l, r.names[1]).Counters.Drop(lagg.DropForeignMAC)
 		if allocs := testing.AllocsPerRun(runs, func() { shim.DeliverNetworkPacket(header.IPv4ProtocolNumber, pkt) }); allocs != 0 {
 			t.Errorf("%s: got %v allocations per frame, want 0", tc.name, allocs)

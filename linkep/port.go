@@ -9,7 +9,10 @@
 //     consumed into pkt.LinkHeader() and the EtherType as the protocol, as
 //     gVisor's fdbased endpoint does with EthernetHeader set.
 //   - Unicast frames for a MAC other than LinkAddress() are dropped by the
-//     child, so the lagg pushes its MAC to every child with SetLinkAddress.
+//     child, so the lagg pushes its MAC to every child with SetLinkAddress,
+//     except frames for the child's own original MAC (a link monitor probes
+//     with it), which are delivered with pkt.PktType PacketOtherHost so the
+//     lagg tells them apart without reading the header.
 //   - A received frame keeps its outer 802.1Q/802.1ad tag in the frame, as on
 //     the wire, even where the kernel stripped it into metadata (AF_PACKET
 //     puts it back from PACKET_AUXDATA), so the EtherType reaching the

@@ -294,9 +294,14 @@ func (p *AFPacket) frame(r *afRx, k int, addr tcpip.LinkAddress) *stack.PacketBu
 	}
 	eth := s.views[0].AsSlice()[afRxHeadroom:]
 	// The interface's own MAC too: a lagg's link monitor probes with it.
-	if dst := eth[:header.EthernetAddressSize]; dst[0]&1 == 0 && string(dst) != string(addr) && string(dst) != string(p.hw) {
-		p.Foreign.Add(1)
-		return nil
+	// Such a frame is marked PacketOtherHost (linkep.Port's contract).
+	ownMAC := false
+	if dst := eth[:header.EthernetAddressSize]; dst[0]&1 == 0 && string(dst) != string(addr) {
+		if string(dst) != string(p.hw) {
+			p.Foreign.Add(1)
+			return nil
+		}
+		ownMAC = true
 	}
 	aux, _ := parseAuxdata(s.ctl[:], int(h.Msg.Controllen))
 	var tpid uint16
@@ -310,6 +315,9 @@ func (p *AFPacket) frame(r *afRx, k int, addr tcpip.LinkAddress) *stack.PacketBu
 	pkt.RXChecksumValidated = aux.Status&(unix.TP_STATUS_CSUMNOTREADY|unix.TP_STATUS_CSUM_VALID) != 0 ||
 		vnetFlags&(vnetFlagNeedsCsum|vnetFlagDataValid) != 0
 	linkep.ParseEthernetHeader(pkt) // n >= ethHdrSize
+	if ownMAC {
+		pkt.PktType = tcpip.PacketOtherHost
+	}
 	return pkt
 }
 

@@ -232,13 +232,20 @@ func (t *TAP) deliver(d stack.NetworkDispatcher, v *buffer.View) {
 		return
 	}
 	dst := b[:header.EthernetAddressSize]
-	if dst[0]&1 == 0 && string(dst) != string(*t.addr.Load()) && string(dst) != string(t.own) {
-		v.Release()
-		t.Foreign.Add(1)
-		return
+	ownMAC := false // marked PacketOtherHost (linkep.Port's contract)
+	if dst[0]&1 == 0 && string(dst) != string(*t.addr.Load()) {
+		if string(dst) != string(t.own) {
+			v.Release()
+			t.Foreign.Add(1)
+			return
+		}
+		ownMAC = true
 	}
 	proto := header.Ethernet(b).Type()
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+	if ownMAC {
+		pkt.PktType = tcpip.PacketOtherHost
+	}
 	pkt.LinkHeader().Consume(ethHdrSize)
 	pkt.NetworkProtocolNumber = proto
 	d.DeliverNetworkPacket(proto, pkt)

@@ -396,8 +396,10 @@ func (e *WireEnd) deliver(pkt *stack.PacketBuffer) {
 		pkt.PktType = tcpip.PacketBroadcast
 	case header.IsMulticastEthernetAddress(dst):
 		pkt.PktType = tcpip.PacketMulticast
-	case dst == addr, dst == e.own:
+	case dst == addr:
 		pkt.PktType = tcpip.PacketHost
+	case dst == e.own: // a host port's own MAC, not the lagg's (linkep.Port)
+		pkt.PktType = tcpip.PacketOtherHost
 	default:
 		e.Dropped.Add(1) // not for us: a NIC's MAC filter
 		return
