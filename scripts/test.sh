@@ -65,6 +65,8 @@ if [ ! -f "$vulndb/index/db.json" ]; then
 fi
 govulncheck=$(tool govulncheck golang.org/x/vuln/cmd/govulncheck v1.9.0)
 "$govulncheck" -db "file://$vulndb" ./...
+echo "== systemd unit (verify, security exposure <= 3.0)"
+./scripts/check-systemd.sh
 
 go test -race -count=1 -timeout 15m $(go list ./... | grep -v /integration)
 log=$(mktemp /tmp/ulagg-integration.XXXXXX.log)
