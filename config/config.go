@@ -146,6 +146,11 @@ type Lagg struct {
 	Ports      []Port
 	// Monitor is the link monitor, [lagg.monitor] (monitor.go).
 	Monitor Monitor
+	// AnnounceCount (announce_count; 0: 2) is how many times each failover,
+	// MAC change or link up announces the lagg's addresses,
+	// AnnounceInterval (announce_interval_ms; 0: 100 ms) apart (announce.go).
+	AnnounceCount    int
+	AnnounceInterval time.Duration
 }
 
 // RoundRobin holds roundrobin protocol options.

@@ -84,7 +84,7 @@ var (
 	controlKeys  = []string{"socket", "runtime_dir", "group"}
 	metricsKeys  = []string{"listen"}
 	limitsKeys   = []string{"memory_mb", "syn_rate", "syn_burst"}
-	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "roundrobin", "port", "monitor"}
+	laggKeys     = []string{"name", "proto", "addresses", "mtu", "mac", "hash", "up_delay_ms", "down_delay_ms", "down", "failover", "lacp", "roundrobin", "port", "monitor", "announce_count", "announce_interval_ms"}
 	failoverKeys = []string{"rx_all"}
 	rrKeys       = []string{"stride"}
 	lacpKeys     = append(slices.Clone(lacpMultiSpeedKeys), "max_ports", "rate", "mode", "system_priority", "key", "min_ports", "fallback", "select")
@@ -166,6 +166,7 @@ func (d *decoder) lagg(p string, t map[string]any) Lagg {
 		l.DownDelay = time.Duration(ms) * time.Millisecond
 	}
 	d.boolean(t, p, "down", &l.Down)
+	d.announce(p, t, &l) // announce.go
 	if ft, ok := d.table(t, p, "failover"); ok {
 		fp := keyPath(p, "failover")
 		d.unknown(fp, ft, failoverKeys)

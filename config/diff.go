@@ -345,6 +345,8 @@ var laggSettings = []struct {
 	{"lacp.min_ports", func(l *Lagg) string { return strconv.Itoa(l.LACP.MinPorts) }},
 	{"lacp.fallback", func(l *Lagg) string { return strconv.FormatBool(l.LACP.Fallback) }},
 	{"monitor", func(l *Lagg) string { return l.Monitor.String() }},
+	{"announce_count", func(l *Lagg) string { n, _ := l.AnnounceSettings(); return strconv.Itoa(n) }}, // announce.go
+	{"announce_interval_ms", func(l *Lagg) string { _, iv := l.AnnounceSettings(); return ms(iv) }},   // announce.go
 }
 
 func autoInt(v int64) string {

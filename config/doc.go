@@ -11,8 +11,9 @@
 //	runtime_dir = "/run/ulagg"        # absolute; state files of the host interfaces ulagg
 //	                                  # changed, put back at the next start after a crash
 //	group = ""                        # group name or gid: the socket becomes 0660 in it and
-//	                                  # its members may read (status, monitor, hash) only;
-//	                                  # ulagg must be in the group; "" (default) = owner only
+//	                                  # its members may read (status, monitor, hash, route
+//	                                  # show) only; ulagg must be in the group; "" (default)
+//	                                  # = owner only
 //
 //	[metrics]
 //	listen = ""                       # host:port for Prometheus; "" (default) = off
@@ -31,13 +32,21 @@
 //	[[lagg]]                          # one table per aggregated interface
 //	name = "lagg0"                    # required, unique; [a-z][a-z0-9_.-]{0,14}
 //	proto = "failover"                # none (default) | failover | loadbalance | lacp | roundrobin | broadcast
-//	addresses = ["192.168.1.1/24", "fd00::1/64"]  # address/prefix-length, unicast, no repeats
+//	addresses = ["192.168.1.1/24", "fd00::1/64"]  # address/prefix-length, unicast, no repeats;
+//	                                  # and the words "dhcp" (a DHCPv4 client: ifconfig
+//	                                  # inet dhcp) and "slaac" (addresses and routers from
+//	                                  # IPv6 router advertisements: inet6 slaac); no DHCPv6
 //	mtu = 1500                        # 68..65535; absent or 0 = the first port's MTU
 //	mac = "02:00:00:00:00:01"         # unicast, not all-zero; absent = the first port's MAC
 //	hash = ["l2", "l3", "l4"]         # loadbalance/lacp hash input; default all three
 //	up_delay_ms = 0                   # 0..600000: wait before using a port whose link came up
 //	down_delay_ms = 0                 # 0..600000: wait before dropping a port whose link went down
 //	down = false                      # administratively down (ulagg ifconfig lagg0 down)
+//	announce_count = 2                # 1..255 gratuitous ARPs / unsolicited NAs per address on each
+//	                                  # failover, MAC change or link up (Linux num_grat_arp);
+//	                                  # absent or 0 = 2; TOML only, no ifconfig word
+//	announce_interval_ms = 100        # 1..60000 between them (Linux peer_notif_delay);
+//	                                  # absent or 0 = 100
 //
 //	[lagg.failover]                   # kept even when proto is not failover
 //	rx_all = true                     # accept frames on every port, not only the active one
@@ -88,10 +97,34 @@
 //	disabled = false                  # true: out of service without leaving the lagg, as if its
 //	                                  # link were down; ifconfig: laggport IF -active | active
 //
+//	[[vlan]]                          # an 802.1Q VLAN interface on a lagg (NetBSD's vlan(4));
+//	                                  # ifconfig: vlan100 create, vlan 100 vlanif lagg0, -vlanif
+//	name = "vlan100"                  # required, unique: vlan and a number, at most 15 bytes
+//	id = 100                          # 1..4094, required with parent; unique per parent
+//	parent = "lagg0"                  # a lagg; absent (and no id) = configured but carrying
+//	                                  # nothing, like NetBSD's vlan before vlanif
+//	addresses = ["10.100.0.1/24"]     # as a lagg's, and "dhcp"; no "slaac". The MTU is the
+//	                                  # lagg's (the tag does not eat into it), no TX checksum
+//	                                  # offload or GSO; up while its lagg is
+//
+//	[[route]]                         # a static route of the stack, at most 4096; ulagg route
+//	                                  # add|delete (NetBSD route(8) words) changes them at runtime
+//	to = "default"                    # required: "default" (its family is via's), a prefix
+//	                                  # (10.0.0.0/8, 2001:db8::/32; no bits past the length),
+//	                                  # or an address (a host route)
+//	via = "192.168.1.254"             # the gateway, the family of to; absent = on-link (then
+//	                                  # interface is required); an IPv6 link-local gateway needs
+//	                                  # interface. A gateway in no subnet of any interface: the
+//	                                  # route waits (route show: no U flag) until one has it
+//	interface = ""                    # a lagg or VLAN; "" = the one whose subnet holds via;
+//	                                  # also spelled lagg (give one of the two)
+//	metric = 0                        # 0..4294967295: among routes of one prefix length the
+//	                                  # lowest wins, then connected, static, dhcp, ra
+//
 //	[[service]]                       # built-in responders on the lagg addresses
 //	kind = "tcp-echo"                 # required: tcp-echo | udp-echo | tcp-discard | http-status (TCP)
 //	port = 7                          # required: 1..65535, one service per TCP or UDP port
-//	lagg = ""                         # only on this lagg's addresses; "" = all laggs
+//	lagg = ""                         # only on this lagg's (or VLAN's) addresses; "" = all
 //	max_conns = 256                   # TCP kinds: 1..65535 connections at once; more are reset
 //	max_conns_per_source = 32         # TCP kinds: 1..max_conns per client address (IPv6: per /64)
 //	idle_timeout_s = 300              # TCP kinds: 1..86400 s without progress closes a connection
@@ -107,6 +140,19 @@
 // /healthz (200 when every lagg is up, else 503) and /healthz/LAGG (that
 // lagg), each with a one-line body, and 404 for anything else, unless
 // details = true.
+//
+// The "dhcp" address word runs a DHCPv4 client on the interface: the
+// lease's address joins the static ones, its router option becomes a
+// default route (origin dhcp), and its interface-MTU option lowers the
+// lagg's MTU while mtu is absent (a configured mtu wins; a larger value is
+// ignored). There is no DHCPv6 client. The "slaac" word takes addresses,
+// on-link prefixes and default routers (origin ra) from router
+// advertisements. Every lagg and VLAN also has the IPv6 link-local
+// address of its MAC (EUI-64), which follows the MAC; no key asks for it.
+// While a host interface is a lagg's port, ulagg sets its
+// net.ipv6.conf.IF.disable_ipv6 to 1, so that the kernel does not answer
+// or autoconfigure with the port's MAC beside the lagg, and puts 0 back
+// when the port leaves (after a crash, at the next start).
 //
 // Arrays of tables may also be written inline, e.g.
 // port = [{ name = "wm0" }, { name = "wm1" }].

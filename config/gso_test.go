@@ -88,19 +88,7 @@ func TestIfconfigTSO(t *testing.T) {
 	}
 	apply := func(args ...string) *config.Config {
 		t.Helper()
-		cmd, err := config.ParseIfconfig(args)
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		again, err := config.ParseIfconfig(cmd.Args())
-		if err != nil || again.String() != cmd.String() {
-			t.Errorf("%v: canonical %q parses back as %v, %v", args, cmd.String(), again, err)
-		}
-		next, err := cmd.Apply(base, nil)
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		return next
+		return applyIfconfig(t, base, args...)
 	}
 	port := func(c *config.Config, name string) config.Port {
 		for _, p := range c.Laggs[0].Ports {
@@ -161,4 +149,23 @@ func TestPortSameOpening(t *testing.T) {
 	if p.SameOpening(q) {
 		t.Errorf("gso change: SameOpening true")
 	}
+}
+
+// applyIfconfig parses args as an ifconfig command, checks that its
+// canonical words parse back the same, and applies it to base.
+func applyIfconfig(t *testing.T, base *config.Config, args ...string) *config.Config {
+	t.Helper()
+	cmd, err := config.ParseIfconfig(args)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	again, err := config.ParseIfconfig(cmd.Args())
+	if err != nil || again.String() != cmd.String() {
+		t.Errorf("%v: canonical %q parses back as %v, %v", args, cmd.String(), again, err)
+	}
+	next, err := cmd.Apply(base, nil)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return next
 }

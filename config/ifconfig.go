@@ -74,6 +74,10 @@ import (
 // point of the line, so `laggproto lacp lagglacp maxports 2` works. Unlike
 // NetBSD, changing the protocol keeps the ports (lagg.SetProto) and proto
 // none accepts ports.
+//
+// A VLAN interface's line (vlan100 ...) takes NetBSD's vlan(4) words
+// instead: create, destroy, vlan N, vlanif LAGG, -vlanif, and the inet,
+// inet6 and dhcp words above (ifconfig_vlan.go).
 type IfconfigCommand struct {
 	Lagg string // the interface: a lagg, or a VLAN when vlan is set
 	ops  []ifOp
@@ -277,24 +281,18 @@ func (p *ifParser) single() (ifOp, error) {
 					return ifOp{}, err
 				}
 				continue
-			case "tso", "-tso":
+			case "tso", "-tso", "active", "-active":
 				p.next()
-				if op.tso != 0 {
-					return ifOp{}, fmt.Errorf("laggport %s: tso or -tso given twice", s)
+				word, dst := strings.TrimPrefix(m, "-"), &op.tso
+				if word == "active" {
+					dst = &op.act
 				}
-				op.tso = 1
-				if m == "-tso" {
-					op.tso = -1
+				if *dst != 0 {
+					return ifOp{}, fmt.Errorf("laggport %s: %s or -%s given twice", s, word, word)
 				}
-				continue
-			case "active", "-active":
-				p.next()
-				if op.act != 0 {
-					return ifOp{}, fmt.Errorf("laggport %s: active or -active given twice", s)
-				}
-				op.act = 1
-				if m == "-active" {
-					op.act = -1
+				*dst = 1
+				if m[0] == '-' {
+					*dst = -1
 				}
 				continue
 			case "tso4", "-tso4", "tso6", "-tso6":

@@ -133,6 +133,7 @@ func (w *writer) lagg(l *Lagg) {
 	if l.Down {
 		w.bool("down", true)
 	}
+	w.announce(l) // announce.go: before the lagg's sub-tables
 	if l.Failover != def.Failover {
 		w.table("[lagg.failover]")
 		w.bool("rx_all", l.Failover.RxAll)

@@ -61,19 +61,7 @@ func TestIfconfigActive(t *testing.T) {
 	}
 	apply := func(args ...string) *config.Config {
 		t.Helper()
-		cmd, err := config.ParseIfconfig(args)
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		again, err := config.ParseIfconfig(cmd.Args())
-		if err != nil || again.String() != cmd.String() {
-			t.Errorf("%v: canonical %q parses back as %v, %v", args, cmd.String(), again, err)
-		}
-		next, err := cmd.Apply(base, nil)
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		return next
+		return applyIfconfig(t, base, args...)
 	}
 	for _, tc := range []struct {
 		args []string

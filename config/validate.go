@@ -134,27 +134,7 @@ func (v *checker) lagg(p string, l *Lagg, owner map[string]string) {
 		v.errorf(keyPath(p, "name"), "%q is not a valid lagg name: want a lowercase letter, then up to 14 of a-z 0-9 _ . -", l.Name)
 	}
 	v.oneOf(keyPath(p, "proto"), l.Proto, lagg.ProtocolNames())
-	seen := map[netip.Addr]int{}
-	for i, a := range l.Addresses {
-		ap := indexPath(keyPath(p, "addresses"), i)
-		addr := a.Addr()
-		switch {
-		case !a.IsValid():
-			v.errorf(ap, "invalid prefix")
-			continue
-		case addr.Zone() != "":
-			v.errorf(ap, "%s: zones are not allowed", a)
-		case addr.Is4In6():
-			v.errorf(ap, "%s is an IPv4-mapped IPv6 address; write it as IPv4", a)
-		case addr.IsUnspecified() || addr.IsMulticast():
-			v.errorf(ap, "%s is not a unicast address", a)
-		}
-		if j, dup := seen[addr]; dup {
-			v.errorf(ap, "address %s is already given by addresses[%d]", addr, j)
-		} else {
-			seen[addr] = i
-		}
-	}
+	v.addresses(keyPath(p, "addresses"), l.Addresses)
 	v.inSpan(keyPath(p, "mtu"), int64(l.MTU), spanMTU)
 	if l.MAC != nil {
 		mp := keyPath(p, "mac")
@@ -182,7 +162,33 @@ func (v *checker) lagg(p string, l *Lagg, owner map[string]string) {
 	v.lacp(keyPath(p, "lacp"), &l.LACP)
 	v.inSpan(keyPath(keyPath(p, "roundrobin"), "stride"), int64(l.RoundRobin.Stride), spanStride)
 	v.monitor(keyPath(p, "monitor"), &l.Monitor) // monitor.go
+	v.announce(p, l)                             // announce.go
 	v.ports(p, l, owner)
+}
+
+// addresses checks an interface's address list (a lagg's or a VLAN's).
+func (v *checker) addresses(key string, addrs []netip.Prefix) {
+	seen := map[netip.Addr]int{}
+	for i, a := range addrs {
+		ap := indexPath(key, i)
+		addr := a.Addr()
+		switch {
+		case !a.IsValid():
+			v.errorf(ap, "invalid prefix")
+			continue
+		case addr.Zone() != "":
+			v.errorf(ap, "%s: zones are not allowed", a)
+		case addr.Is4In6():
+			v.errorf(ap, "%s is an IPv4-mapped IPv6 address; write it as IPv4", a)
+		case addr.IsUnspecified() || addr.IsMulticast():
+			v.errorf(ap, "%s is not a unicast address", a)
+		}
+		if j, dup := seen[addr]; dup {
+			v.errorf(ap, "address %s is already given by addresses[%d]", addr, j)
+		} else {
+			seen[addr] = i
+		}
+	}
 }
 
 func (v *checker) delay(key string, d time.Duration) {

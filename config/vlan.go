@@ -144,31 +144,6 @@ func (v *checker) vlans(c *Config) {
 	}
 }
 
-// addresses checks an interface's address list.
-func (v *checker) addresses(key string, addrs []netip.Prefix) {
-	seen := map[netip.Addr]int{}
-	for i, a := range addrs {
-		ap := indexPath(key, i)
-		addr := a.Addr()
-		switch {
-		case !a.IsValid():
-			v.errorf(ap, "invalid prefix")
-			continue
-		case addr.Zone() != "":
-			v.errorf(ap, "%s: zones are not allowed", a)
-		case addr.Is4In6():
-			v.errorf(ap, "%s is an IPv4-mapped IPv6 address; write it as IPv4", a)
-		case addr.IsUnspecified() || addr.IsMulticast():
-			v.errorf(ap, "%s is not a unicast address", a)
-		}
-		if j, dup := seen[addr]; dup {
-			v.errorf(ap, "address %s is already given by addresses[%d]", addr, j)
-		} else {
-			seen[addr] = i
-		}
-	}
-}
-
 // vlan writes one [[vlan]] table.
 func (w *writer) vlan(v *VLAN) {
 	w.table("[[vlan]]")

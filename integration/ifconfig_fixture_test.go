@@ -240,14 +240,28 @@ func startIfcProc(t *testing.T, tp *ifcTopo) *ifcProc {
 // start runs `ulagg run -c p.file` and waits for its control socket.
 func (p *ifcProc) start(t *testing.T) {
 	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", p.ns, p.bin, "run", "-c", p.file, "--log-level", "info")
+	if !p.launch(t, cmd, func() bool {
+		_, _, code := p.run(t, "ifconfig", "-s", p.sock, "-l")
+		return code == 0
+	}) {
+		t.Fatalf("ulagg run: the control socket does not answer within 10s")
+	}
+}
+
+// launch starts cmd, p's `ulagg run`, and reports whether ready held
+// within 10 s; it fails t if ulagg exited meanwhile. Cleanup kills ulagg
+// if it still runs and shows its output if the test failed.
+func (p *ifcProc) launch(t *testing.T, cmd *exec.Cmd, ready func() bool) bool {
+	t.Helper()
+	p.cmd = cmd
 	p.out = &syncBuffer{}
 	p.exited = make(chan struct{})
-	p.cmd = exec.Command("ip", "netns", "exec", p.ns, p.bin, "run", "-c", p.file, "--log-level", "info")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmd, exited, out := p.cmd, p.exited, p.out
+	exited, out := p.exited, p.out
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(exited)
@@ -269,16 +283,16 @@ func (p *ifcProc) start(t *testing.T) {
 			return true
 		default:
 		}
-		_, _, code := p.run(t, "ifconfig", "-s", p.sock, "-l")
-		return code == 0
+		return ready()
 	}) {
-		t.Fatalf("ulagg run: the control socket does not answer within 10s")
+		return false
 	}
 	select {
 	case <-exited:
 		t.Fatalf("ulagg run exited at start: %v", p.waitErr)
 	default:
 	}
+	return true
 }
 
 // stop sends SIGTERM and checks that ulagg exits 0 within 20 s, having

@@ -1,24 +1,14 @@
 package integration
 
 import (
-	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
 	"github.com/ulagg/ulagg/config"
 	"github.com/ulagg/ulagg/internal/lab"
@@ -199,78 +189,10 @@ func TestLinkMonitorOVSLoadBalance(t *testing.T) {
 	pingOK(t, o.host, 3)
 	monitorAnswered(t, ap.l)
 
-	ln, err := lab.Listen(o.host, "tcp4", hostIP+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		got      = map[uint64]int64{}
-		errs     []error
-		received atomic.Int64
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for range flows {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				var hdr [8]byte
-				_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-				if _, err := io.ReadFull(c, hdr[:]); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-				seed := binary.BigEndian.Uint64(hdr[:])
-				n, err := testkit.VerifyStream(c, seed, &received)
-				mu.Lock()
-				got[seed] = n
-				if err != nil {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
-			}()
-		}
-	}()
-	sendErrs := make(chan error, flows)
-	var sendWG sync.WaitGroup
-	for i := range flows {
-		sendWG.Add(1)
-		go func() {
-			defer sendWG.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := gonet.DialContextTCP(ctx, ap.a.Stack(), tcpip.FullAddress{Addr: tcpip.AddrFrom4(hostAddr.As4()), Port: port}, ipv4.ProtocolNumber)
-			if err != nil {
-				sendErrs <- err
-				return
-			}
-			defer c.Close()
-			seed := uint64(5000 + i)
-			var hdr [8]byte
-			binary.BigEndian.PutUint64(hdr[:], seed)
-			if _, err := c.Write(hdr[:]); err != nil {
-				sendErrs <- err
-				return
-			}
-			if err := testkit.SendStream(c, seed, perFlow); err != nil {
-				sendErrs <- err
-			}
-		}()
-	}
+	sink := acceptFlows(t, o.host, flows, 60*time.Second)
+	waitSent := sendFlows(ap, sink.port, flows, 5000, perFlow)
 	// The busiest port goes silent once a tenth is through.
-	testkit.WaitFor(t, 30*time.Second, "a tenth of the flows' bytes received", func() bool { return received.Load() >= flows*perFlow/10 })
+	testkit.WaitFor(t, 30*time.Second, "a tenth of the flows' bytes received", func() bool { return sink.received.Load() >= flows*perFlow/10 })
 	st := ap.l.Status()
 	idx := 0
 	for i, p := range o.ports {
@@ -299,30 +221,8 @@ func TestLinkMonitorOVSLoadBalance(t *testing.T) {
 		out, after = time.Since(at), dataFrames(p)
 		return true
 	})
-	sendWG.Wait()
-	close(sendErrs)
-	for err := range sendErrs {
-		t.Errorf("flow: %v", err)
-	}
-	if !testkit.Poll(60*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got)+len(errs) >= flows
-	}) {
-		t.Errorf("only %d flows finished on the host", len(got))
-	}
-	_ = ln.Close()
-	wg.Wait()
-	mu.Lock()
-	for _, err := range errs {
-		t.Errorf("host side: %v", err)
-	}
-	for i := range flows {
-		if n := got[uint64(5000+i)]; n != perFlow {
-			t.Errorf("flow %d: %d bytes verified, want %d", i, n, perFlow)
-		}
-	}
-	mu.Unlock()
+	waitSent(t)
+	sink.finish(t, flows, 5000, perFlow, 60*time.Second)
 	end := ap.l.Status()
 	for _, p := range end.Ports {
 		if want := uint64(0); p.Name != silent && p.Monitor.Failures != want {

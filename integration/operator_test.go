@@ -146,48 +146,16 @@ port = %d
 	}()
 	t.Cleanup(func() { nc.Close(); <-done })
 
-	p.out = &syncBuffer{}
-	p.exited = make(chan struct{})
-	p.cmd = exec.Command("ip", "netns", "exec", p.ns, setpriv,
+	cmd := exec.Command("ip", "netns", "exec", p.ns, setpriv,
 		"--reuid="+strconv.Itoa(opUID), "--regid="+strconv.Itoa(opGID), "--clear-groups",
 		"--inh-caps=-all,+net_admin,+net_raw", "--ambient-caps=-all,+net_admin,+net_raw",
 		"--bounding-set=-all,+net_admin,+net_raw",
 		p.bin, "run", "-c", p.file, "--log-level", "info")
-	p.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "WATCHDOG_USEC=1000000")
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	cmd, exited, out := p.cmd, p.exited, p.out
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("ulagg run output:\n%s", ifcTail(out.String(), 16<<10))
-		}
-	})
-	if !testkit.Poll(10*time.Second, func() bool {
-		select {
-		case <-exited:
-			return true
-		default:
-		}
-		return n.has("READY=1")
-	}) {
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "WATCHDOG_USEC=1000000")
+	if !p.launch(t, cmd, func() bool { return n.has("READY=1") }) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
 		t.Fatalf("no READY=1 within 10s (notify: %q)", n.msgs)
-	}
-	select {
-	case <-exited:
-		t.Fatalf("ulagg run exited at start: %v", p.waitErr)
-	default:
 	}
 	return p, n
 }

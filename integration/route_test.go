@@ -135,7 +135,9 @@ func TestRoutes(t *testing.T) {
 		}
 	}
 	var rows []map[string]any
-	if err := json.Unmarshal([]byte(route("--json", "show")), &rows); err != nil {
+	showJSON := route("--json", "show")
+	checkSchema(t, "route.schema.json", "route show --json", []byte(showJSON))
+	if err := json.Unmarshal([]byte(showJSON), &rows); err != nil {
 		t.Fatalf("route show --json: %v", err)
 	}
 	defaults := 0

@@ -29,6 +29,12 @@ type Config struct {
 	// Monitor is the link monitor (monitor.go); nil or no target: off. A
 	// pointer keeps Config comparable; Apply keeps a copy.
 	Monitor *MonitorOptions
+	// AnnounceCount is how many times each trigger (failover, new MAC, link
+	// up) announces the lagg's addresses, AnnounceInterval apart: Linux
+	// bonding's num_grat_arp and peer_notif_delay. 0: the defaults
+	// (announce.go).
+	AnnounceCount    int
+	AnnounceInterval time.Duration
 }
 
 // RoundRobinOptions are the roundrobin protocol's settings.
@@ -59,6 +65,7 @@ func (c Config) normalized() Config {
 		c.RoundRobin.Stride = 1
 	}
 	c.Monitor = c.Monitor.normalized()
+	c.normalizeAnnounce()
 	return c
 }
 
@@ -90,6 +97,9 @@ func (c *Config) validate() error {
 	if err := c.Monitor.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.validateAnnounce(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -110,11 +120,13 @@ func (c Config) diff(o Config) []string {
 	add(c.LACP != o.LACP, "lacp")
 	add(c.RoundRobin != o.RoundRobin, "roundrobin")
 	add(!c.Monitor.Equal(o.Monitor), "monitor")
+	add(c.AnnounceCount != o.AnnounceCount || c.AnnounceInterval != o.AnnounceInterval, "announce")
 	return d
 }
 
 // Config returns the lagg's settings as last applied (zero values
-// normalised: Proto, Hash, LACP and RoundRobin.Stride are never zero).
+// normalised: Proto, Hash, LACP, RoundRobin.Stride and the announcement
+// settings are never zero).
 func (l *Lagg) Config() Config {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -178,7 +190,7 @@ func (l *Lagg) applyLocked(c Config) error {
 			next.portAdded(ctx, p)
 		}
 		l.log.Info("protocol changed", "proto", c.Proto)
-	} else if macChanged || slices.ContainsFunc(changed, func(s string) bool { return s != "mtu" && s != "delays" }) {
+	} else if macChanged || slices.ContainsFunc(changed, func(s string) bool { return s != "mtu" && s != "delays" && s != "announce" }) {
 		l.proto.configChanged(ctx)
 	}
 	l.finishLocked(ctx)

@@ -1,6 +1,7 @@
 package lagg
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -116,8 +117,9 @@ func (p *port) DeliverLinkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.P
 	}
 }
 
-// sendFrame sends a complete Ethernet frame (an LACPDU, a marker) on p,
-// whatever the distribution. Protocols reach it through protoCtx.send.
+// sendFrame sends a complete Ethernet frame (an LACPDU, a marker, a link
+// monitor's probe) on p, whatever the distribution. Protocols reach it
+// through protoCtx.send.
 func (p *port) sendFrame(frame []byte) error {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
 		ReserveHeaderBytes: int(p.child.MaxHeaderLength()),
@@ -125,7 +127,7 @@ func (p *port) sendFrame(frame []byte) error {
 	})
 	defer pkt.DecRef()
 	copy(pkt.LinkHeader().Push(header.EthernetMinimumSize), frame[:header.EthernetMinimumSize])
-	pkt.NetworkProtocolNumber = EtherTypeSlowProtocols
+	pkt.NetworkProtocolNumber = tcpip.NetworkProtocolNumber(binary.BigEndian.Uint16(frame[12:14]))
 	var list stack.PacketBufferList
 	list.PushBack(pkt)
 	if _, err := p.child.WritePackets(list); err != nil {

@@ -83,6 +83,7 @@ func newFakeLACP(t *testing.T, speeds []uint64, tweak func(side int, o *lagg.Opt
 	var lacpSides int
 	p := newPairWith(t, id, "lacp", wires, aPorts, bPorts, func(side int, o *lagg.Options) {
 		o.Clock = clk
+		o.AnnounceCount = 1 // no repetition timer: idle counts the protocols' timers only
 		o.LACP.FastRate = true
 		if tweak != nil {
 			tweak(side, o)

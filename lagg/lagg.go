@@ -63,13 +63,16 @@ type Lagg struct {
 	eventsLost atomic.Uint64
 	slowQ      slowQueues // slow-protocol frames, per port (slowq.go)
 	evQ        chan Event
-	kick       chan struct{} // announce
+	kick       chan struct{} // announce: start a series (announce.go)
+	annC       chan uint64   // announce: the series' next repetition is due
 	timerC     chan struct{} // the protocol's deadline passed
 	stopCh     chan struct{}
 	wg         sync.WaitGroup // the control and event goroutines, port releases
 	// detaching counts Attach(nil)'s detach goroutines, which releasePort
 	// waits for (it may run inside wg itself, so it cannot wait for wg).
 	detaching sync.WaitGroup
+	// ann is the running series of announcements, owned by routineControl.
+	ann announceSeries
 
 	mu sync.Mutex
 	// +checklocks:mu
@@ -138,6 +141,7 @@ func New(o Options) (*Lagg, error) {
 		macRandom: randomMAC(),
 		evQ:       make(chan Event, eventQueueLen),
 		kick:      make(chan struct{}, 1),
+		annC:      make(chan uint64),
 		timerC:    make(chan struct{}, 1),
 		stopCh:    make(chan struct{}),
 	}
@@ -168,19 +172,14 @@ func (l *Lagg) Name() string { return l.name }
 // with a lock held) when peers should learn the lagg's addresses again: the
 // failover transmit port or the MAC changed, or the link came up. The stack
 // answers with gratuitous ARP and unsolicited neighbour advertisements.
+// Each trigger calls fn Config.AnnounceCount times, Config.AnnounceInterval
+// apart (announce.go).
 func (l *Lagg) SetAnnouncer(fn func()) {
 	if fn == nil {
 		l.announcer.Store(nil)
 		return
 	}
 	l.announcer.Store(&fn)
-}
-
-func (l *Lagg) requestAnnounce() {
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
 }
 
 // routineControl serialises what arrives asynchronously: slow-protocol
@@ -190,6 +189,7 @@ func (l *Lagg) routineControl() {
 	defer l.wg.Done()
 	age := time.NewTicker(flowAgeInterval)
 	defer age.Stop()
+	defer l.announceStop()
 	for {
 		select {
 		case <-l.stopCh:
@@ -209,9 +209,9 @@ func (l *Lagg) routineControl() {
 			}
 			l.mu.Unlock()
 		case <-l.kick:
-			if fn := l.announcer.Load(); fn != nil {
-				(*fn)()
-			}
+			l.announceStart()
+		case gen := <-l.annC:
+			l.announceNext(gen)
 		}
 	}
 }

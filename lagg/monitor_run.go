@@ -222,13 +222,13 @@ func (l *Lagg) monitorProbeLocked() {
 		}
 		mac := l.probeMACLocked(p)
 		for _, t := range opt.ARPTargets {
-			if err := p.sendRaw(arpProbe(mac, t)); err != nil {
+			if err := p.sendFrame(arpProbe(mac, t)); err != nil {
 				l.log.Debug("link monitor: probe not sent", "port", p.name, "err", err)
 			}
 			mp.probes++
 		}
 		for _, t := range opt.NSTargets {
-			if err := p.sendRaw(nsProbe(mac, t)); err != nil {
+			if err := p.sendFrame(nsProbe(mac, t)); err != nil {
 				l.log.Debug("link monitor: probe not sent", "port", p.name, "err", err)
 			}
 			mp.probes++

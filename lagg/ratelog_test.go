@@ -1,38 +1,18 @@
 package lagg_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 )
-
-// syncBuffer is a bytes.Buffer for loggers on several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	// +checklocks:mu
-	b bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestLinkFlapLogBounded: a link flapping 500 times (a peer can do that)
 // writes a handful of lines, not a thousand.
 func TestLinkFlapLogBounded(t *testing.T) {
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	p := newPair(t, "failover", 2, func(side int, o *lagg.Options) {
 		if side == 0 {
 			o.Logger = slog.New(slog.NewTextHandler(&out, nil))

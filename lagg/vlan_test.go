@@ -189,6 +189,7 @@ func TestVLANTaggedLACPDUsIgnored(t *testing.T) {
 	}
 	p := newPairWith(t, id, "lacp", wires, aPorts, bPorts, func(_ int, o *lagg.Options) {
 		o.Clock = clk
+		o.AnnounceCount = 1 // no repetition timer: idle counts the protocols' timers only
 		o.LACP.FastRate = true
 	})
 	// both=false: B's tagged frames are never handled by A's engine, so

@@ -148,6 +148,11 @@ func Announce(s *gstack.Stack, id tcpip.NICID) error {
 	}
 	for _, pa := range s.AllAddresses()[id] {
 		addr := pa.AddressWithPrefix.Address
+		// gVisor lists the limited broadcast address among an IPv4 NIC's
+		// own; announce only unicast addresses.
+		if addr == header.IPv4Broadcast || addr.Unspecified() || header.IsV4MulticastAddress(addr) || header.IsV6MulticastAddress(addr) {
+			continue
+		}
 		switch pa.Protocol {
 		case ipv4.ProtocolNumber:
 			// Linux updates its neighbour entries from the request form,

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"regexp"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
@@ -23,7 +21,7 @@ import (
 // The control commands talk to `ulagg run` over its control socket.
 func init() {
 	commands = append(commands,
-		command{"ifconfig", "[-alvz] [LAGG [OPTION...]]", "show or change laggs, NetBSD ifconfig syntax", cmdIfconfig},
+		command{"ifconfig", "[-alvz] [IFACE [OPTION...]]", "show or change laggs and VLANs, NetBSD ifconfig syntax", cmdIfconfig},
 		command{"save", "[-s SOCKET]", "write the running configuration to the file", cmdSave},
 		command{"reload", "[-s SOCKET] [--force] [--dry-run]", "re-read the file, apply the difference", cmdReload},
 		command{"diff", "[-s SOCKET]", "show what a reload would change", cmdDiff},
@@ -41,12 +39,14 @@ func defaultSocket() string {
 	return config.DefaultSocket
 }
 
-const ifconfigUsage = `usage: ulagg ifconfig [-s SOCKET] [-a] [-l] [-v] [-z] [--json] [LAGG]
+const ifconfigUsage = `usage: ulagg ifconfig [-s SOCKET] [-a] [-l] [-v] [-z] [--json] [IFACE]
        ulagg ifconfig [-s SOCKET] LAGG OPTION...
+       ulagg ifconfig [-s SOCKET] vlanN OPTION...
 
-With no option, show LAGG (every lagg with -a or no LAGG); -v adds LACP
-details and counters, -l lists names, --json prints the status as JSON,
--z zeroes the counters after showing them (as NetBSD's).
+With no option, show IFACE, a lagg or a VLAN (every one with -a or no
+IFACE); -v adds LACP details and counters, -l lists names, --json prints
+the status as JSON, -z zeroes the counters after showing them (as
+NetBSD's).
 Options, as NetBSD's ifconfig(8) and lagg(4):
   create | destroy
   laggproto none|failover|loadbalance|lacp|roundrobin|broadcast | -laggproto
@@ -58,10 +58,19 @@ Options, as NetBSD's ifconfig(8) and lagg(4):
   lagglacp multi-speed | -multi-speed | maxports N | -maxports | minports N | -minports
            fast | slow | active | passive | sysprio N | -sysprio | key N | -key
            fallback | -fallback | select stable|bandwidth|count | -select
+  laggmonitor [arp ADDR... | -arp] [ns ADDR... | -ns] [interval MS] [missed N]
+              [validate all|active|backup] [require any|all] | -laggmonitor
+    (link monitor: ARP or neighbour solicitation probes through every port)
   inet ADDR[/LEN] [netmask MASK] [alias | -alias | delete]
   inet6 ADDR[/LEN] [prefixlen N] [alias | -alias | delete]
   ADDR[/LEN] [netmask MASK] ...   (a bare address)
+  inet dhcp | inet -dhcp   (the built-in DHCPv4 client; no DHCPv6)
+  inet6 slaac | inet6 -slaac   (addresses and routers from IPv6 RAs)
   mtu N | up | down
+Options of a VLAN interface vlanN, as NetBSD's vlan(4) (its MTU is its lagg's):
+  create | destroy
+  vlan N vlanif LAGG | -vlanif   (VLAN ID 1..4094 on that lagg; -vlanif: none)
+  inet ... | inet6 ... | inet dhcp | inet -dhcp   (as on a lagg)
 All options on one line take effect together or not at all. The socket is
 -s, else $ULAGG_SOCKET, else ` + config.DefaultSocket + ".\n"
 
@@ -207,16 +216,9 @@ func cmdCapture(args []string, stdout, stderr io.Writer) error {
 	count := fs.Int("c", 0, "stop after `N` frames (0: until Ctrl-C)")
 	file := fs.String("w", "", "write pcap to `FILE` (- for standard output)")
 	// Flags may come before or after LAGG and PORT.
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	switch {
 	case *file == "":
@@ -237,21 +239,12 @@ func cmdCapture(args []string, stdout, stderr io.Writer) error {
 	// Ctrl-C ends the capture: half-closing the stream tells the server,
 	// which sends what it still has and how many frames it dropped.
 	var interrupted atomic.Bool
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	quit := make(chan struct{})
-	defer close(quit)
-	go func() {
-		select {
-		case <-sigs:
-			interrupted.Store(true)
-			if stream.Stop(2*time.Second) != nil {
-				stream.Close()
-			}
-		case <-quit:
+	defer onInterrupt(func() {
+		interrupted.Store(true)
+		if stream.Stop(2*time.Second) != nil {
+			stream.Close()
 		}
-	}()
+	})()
 	defer stream.Close()
 
 	out, name := stdout, "standard output"

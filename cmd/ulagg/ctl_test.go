@@ -32,13 +32,30 @@ func ulagg(args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// usageCase is a command line that must exit with code, saying want on
+// stderr.
+type usageCase struct {
+	args []string
+	code int
+	want string // in stderr
+}
+
+// checkUsage runs each case as a subtest named by its words.
+func checkUsage(t *testing.T, cases []usageCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, _, stderr := ulagg(tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Errorf("got exit %d, stderr %q; want exit %d and %q", code, stderr, tt.code, tt.want)
+			}
+		})
+	}
+}
+
 func TestCtlUsageErrors(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	tests := []struct {
-		args []string
-		code int
-		want string // in stderr
-	}{
+	tests := []usageCase{
 		{[]string{"ifconfig", "-x"}, 2, "unknown flag -x"},
 		{[]string{"ifconfig", "-s"}, 2, "-s needs the socket path"},
 		{[]string{"ifconfig", "-a", "lagg0"}, 2, "give no lagg name with it"},
@@ -53,14 +70,7 @@ func TestCtlUsageErrors(t *testing.T) {
 		{[]string{"capture", "-w", "x.pcap", "a", "b", "c"}, 2, "got 3 arguments"},
 		{[]string{"capture", "-w", "x.pcap", "-c", "-2", "lagg0"}, 2, "want a count of 0 or more"},
 	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			code, _, stderr := ulagg(tt.args...)
-			if code != tt.code || !strings.Contains(stderr, tt.want) {
-				t.Errorf("got exit %d, stderr %q; want exit %d and %q", code, stderr, tt.code, tt.want)
-			}
-		})
-	}
+	checkUsage(t, tests)
 	code, stdout, _ := ulagg("ifconfig", "-h")
 	if code != 0 || !strings.Contains(stdout, "laggport IF [pri N]") {
 		t.Errorf("ifconfig -h: exit %d, output %q", code, stdout)
@@ -150,7 +160,7 @@ down = true
 	pcap := filepath.Join(dir, "out.pcap")
 	done := make(chan string)
 	go func() {
-		code, _, errs := ulagg("capture", "-s", sock, "-c", "2", "-w", pcap, "lagg0")
+		code, _, errs := ulagg("capture", "-s", sock, "-c", "8", "-w", pcap, "lagg0")
 		done <- fmt.Sprintf("exit %d %s", code, errs)
 	}()
 	var result string
@@ -166,7 +176,7 @@ down = true
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if result != "exit 0 2 frames captured to "+pcap+"\n" {
+	if result != "exit 0 8 frames captured to "+pcap+"\n" {
 		t.Errorf("capture: got %q", result)
 	}
 	f, err := os.Open(pcap)
@@ -177,17 +187,29 @@ down = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 2; i++ {
+	// The dials' ARP requests, and perhaps the lagg's own announcements
+	// (gratuitous ARP for 10.1.1.1, neighbour advertisements for its
+	// link-local address), each sent twice.
+	arps := 0
+	for i := 0; i < 8; i++ {
 		data, _, err := r.ReadPacketData()
 		if err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
-		if len(data) < 14 || data[12] != 0x08 || data[13] != 0x06 {
-			t.Errorf("frame %d: not ARP: % x", i, data[:min(len(data), 14)])
+		switch {
+		case len(data) >= 42 && data[12] == 0x08 && data[13] == 0x06 && string(data[38:42]) == "\x0a\x01\x01\x02":
+			arps++
+		case len(data) >= 42 && data[12] == 0x08 && data[13] == 0x06 && string(data[28:32]) == string(data[38:42]): // gratuitous
+		case len(data) >= 14 && data[12] == 0x86 && data[13] == 0xdd:
+		default:
+			t.Errorf("frame %d: neither an ARP request for 10.1.1.2, an announcement nor IPv6: % x", i, data[:min(len(data), 42)])
 		}
 	}
+	if arps < 2 {
+		t.Errorf("captured %d ARP requests for 10.1.1.2, want at least 2", arps)
+	}
 	if _, _, err := r.ReadPacketData(); err != io.EOF {
-		t.Errorf("after 2 frames: got %v, want EOF", err)
+		t.Errorf("after 8 frames: got %v, want EOF", err)
 	}
 	f.Close()
 	if fi, err := os.Stat(pcap); err != nil || fi.Mode().Perm() != 0o600 {

@@ -406,21 +406,29 @@ func (d *demo) failover() error {
 	return nil
 }
 
-func (d *demo) preempt() error {
+// probedSwitch runs the UDP prober around act, which should move
+// transmission to port within timeout (what names that in an error): it
+// returns how long the move took from act, and the prober's tally.
+func (d *demo) probedSwitch(act func() error, port, what string, timeout time.Duration) (took time.Duration, sent, lost, longest int, err error) {
 	p, err := d.startProber()
 	if err != nil {
-		return err
+		return 0, 0, 0, 0, err
 	}
 	time.Sleep(200 * time.Millisecond)
-	back := time.Now()
-	if err := d.linkSet(demoPort0, "up"); err != nil {
+	at := time.Now()
+	if err := act(); err != nil {
 		p.stop()
-		return err
+		return 0, 0, 0, 0, err
 	}
-	err = d.waitFor(5*time.Second, "pre-emption", func() bool { return d.l.Status().TxPort == demoPort0 })
-	took := time.Since(back)
+	err = d.waitFor(timeout, what, func() bool { return d.l.Status().TxPort == port })
+	took = time.Since(at)
 	time.Sleep(300 * time.Millisecond)
-	sent, lost, longest := p.stop()
+	sent, lost, longest = p.stop()
+	return took, sent, lost, longest, err
+}
+
+func (d *demo) preempt() error {
+	took, sent, lost, longest, err := d.probedSwitch(func() error { return d.linkSet(demoPort0, "up") }, demoPort0, "pre-emption", 5*time.Second)
 	if err != nil {
 		return err
 	}

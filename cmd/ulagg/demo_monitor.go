@@ -41,20 +41,8 @@ func (d *demo) silentFailure() error {
 	setState := func(state string) error {
 		return lab.Run("ip", "-n", d.host, "link", "set", "dev", bridgePort, "type", "bridge_slave", "state", state)
 	}
-	p, err := d.startProber()
-	if err != nil {
-		return err
-	}
-	time.Sleep(200 * time.Millisecond)
-	at := time.Now()
-	if err := setState("1"); err != nil { // listening
-		p.stop()
-		return err
-	}
-	err = d.waitFor(3*time.Second, "the monitor's failover", func() bool { return d.l.Status().TxPort == demoPort1 })
-	took := time.Since(at)
-	time.Sleep(300 * time.Millisecond)
-	sent, lost, longest := p.stop()
+	listening := func() error { return setState("1") }
+	took, sent, lost, longest, err := d.probedSwitch(listening, demoPort1, "the monitor's failover", 3*time.Second)
 	if err != nil {
 		_ = setState("3")
 		return err

@@ -32,16 +32,9 @@ func cmdHash(args []string, stdout, stderr io.Writer) error {
 	vlan := fs.Uint("vlan", 0, "802.1Q VLAN `ID` of the flow (1..4094)")
 	dstMAC := fs.String("dst-mac", "", "destination `MAC` to hash (default: the neighbour entry)")
 	// Flags may follow the positional words too.
-	var pos []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) != 4 {
 		fmt.Fprint(stderr, hashUsage)

@@ -8,11 +8,7 @@ import (
 
 func TestHashAndZeroUsage(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	for _, tt := range []struct {
-		args []string
-		code int
-		want string // in stderr
-	}{
+	checkUsage(t, []usageCase{
 		{[]string{"hash", "lagg0", "tcp", "1.1.1.1:1"}, 2, "want LAGG PROTO SRC:PORT DST:PORT"},
 		{[]string{"hash", "lagg0", "gre", "1.1.1.1:1", "2.2.2.2:2"}, 2, `unknown protocol "gre"`},
 		{[]string{"hash", "lagg0", "tcp", "1.1.1.1:1", "2.2.2.2:2", "--vlan", "5000"}, 2, "want 1..4094"},
@@ -22,12 +18,7 @@ func TestHashAndZeroUsage(t *testing.T) {
 		{[]string{"hash", "lagg0", "udp", "1.1.1.1:1", "2.2.2.2:2", "--vlan", "7", "-s", sock}, 1, "cannot reach ulagg at " + sock},
 		{[]string{"ifconfig", "-z", "lagg0", "up"}, 2, "they do not go with options"},
 		{[]string{"ifconfig", "-vz", "-s", sock, "lagg0"}, 1, "cannot reach ulagg at " + sock},
-	} {
-		code, _, stderr := ulagg(tt.args...)
-		if code != tt.code || !strings.Contains(stderr, tt.want) {
-			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tt.args, code, stderr, tt.code, tt.want)
-		}
-	}
+	})
 	if code, stdout, _ := ulagg("hash", "-h"); code != 0 || !strings.Contains(stdout, "roundrobin") {
 		t.Errorf("hash -h: exit %d, output %q", code, stdout)
 	}

@@ -88,6 +88,42 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseInterleaved parses args with fs, flags before, between or after
+// the positional words, and returns those words in order.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// onInterrupt calls stop once on Ctrl-C or SIGTERM, until the returned
+// cancel is called: streaming commands half-close their stream then, so
+// the appliance ends it cleanly.
+func onInterrupt(stop func()) (cancel func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	quit := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			stop()
+		case <-quit:
+		}
+	}()
+	return func() {
+		close(quit)
+		signal.Stop(sigs)
+	}
+}
+
 // newLogger makes the log handler (format text or json) and routes gVisor's
 // own log lines into it (internal/gvisorlog).
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
@@ -137,7 +173,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("configuration not valid:\n%s", indent(err.Error()))
 	}
 	if *dry {
-		fmt.Fprintf(stdout, "%s: configuration is valid (%d laggs, %d services)\n", *file, len(cfg.Laggs), len(cfg.Services))
+		fmt.Fprintf(stdout, "%s: configuration is valid (%d laggs, %d VLANs, %d routes, %d services)\n", *file, len(cfg.Laggs), len(cfg.VLANs), len(cfg.Routes), len(cfg.Services))
 		return nil
 	}
 	// SIGHUP is caught from here on: its default action would kill a

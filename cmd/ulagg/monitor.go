@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/ulagg/ulagg/stack/appliance"
 )
@@ -26,16 +23,9 @@ func cmdMonitor(args []string, stdout, stderr io.Writer) error {
 	sock := fs.String("s", defaultSocket(), "control `SOCKET` path")
 	asJSON := fs.Bool("json", false, "print events as JSON lines")
 	count := fs.Int("c", 0, "stop after `N` events (0: until Ctrl-C)")
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	switch {
 	case len(pos) > 1:
@@ -53,20 +43,11 @@ func cmdMonitor(args []string, stdout, stderr io.Writer) error {
 	}
 	defer m.Close()
 	// Ctrl-C: half-close, so that the appliance ends the stream cleanly.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	quit := make(chan struct{})
-	defer close(quit)
-	go func() {
-		select {
-		case <-sigs:
-			if m.Stop() != nil {
-				m.Close()
-			}
-		case <-quit:
+	defer onInterrupt(func() {
+		if m.Stop() != nil {
+			m.Close()
 		}
-	}()
+	})()
 	w := bufio.NewWriter(stdout)
 	enc := json.NewEncoder(w)
 	for {

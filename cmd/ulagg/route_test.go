@@ -8,11 +8,7 @@ import (
 
 func TestRouteUsage(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	for _, tt := range []struct {
-		args []string
-		code int
-		want string // in stderr
-	}{
+	checkUsage(t, []usageCase{
 		{[]string{"route", "-x"}, 2, "unknown flag -x"},
 		{[]string{"route", "-s"}, 2, "-s needs the socket path"},
 		{[]string{"route", "-s", sock, "flush"}, 2, `unknown command "flush"`},
@@ -21,14 +17,7 @@ func TestRouteUsage(t *testing.T) {
 		{[]string{"route", "-s", sock, "--json", "add", "default", "192.168.1.254"}, 2, "--json goes with show"},
 		{[]string{"route", "-s", sock, "add", "default", "192.168.1.254"}, 1, "cannot reach ulagg at " + sock},
 		{[]string{"route", "-s", sock}, 1, "cannot reach ulagg at " + sock}, // show
-	} {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			code, _, stderr := ulagg(tt.args...)
-			if code != tt.code || !strings.Contains(stderr, tt.want) {
-				t.Errorf("got exit %d, stderr %q; want exit %d and %q", code, stderr, tt.code, tt.want)
-			}
-		})
-	}
+	})
 	code, stdout, _ := ulagg("route", "-h")
 	if code != 0 || !strings.Contains(stdout, "ulagg route add -inet6 default fd00::1") {
 		t.Errorf("route -h: exit %d, output %q", code, stdout)

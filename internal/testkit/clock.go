@@ -7,7 +7,8 @@ import (
 	"github.com/ulagg/ulagg/lagg"
 )
 
-// FakeClock is a lagg.Clock whose time moves only when Advance moves it.
+// FakeClock is a lagg.Clock (and a dhcp.Clock: both are internal/clock's)
+// whose time moves only when Advance moves it.
 //
 // Advance runs the callbacks that fall due synchronously, on the calling
 // goroutine, one at a time in deadline order (ties in the order they were

@@ -1,7 +1,6 @@
 package host_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -9,30 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/linkep/host"
 )
 
 // stLog is a logger whose lines a test can count.
-type stLog struct {
-	mu sync.Mutex
-	// +checklocks:mu
-	buf bytes.Buffer
-}
-
-func (l *stLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *stLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type stLog struct{ testkit.SyncBuffer }
 
 // lines counts the lines holding s ("" counts every line).
 func (l *stLog) lines(s string) int {

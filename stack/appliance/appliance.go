@@ -367,6 +367,7 @@ func laggConfig(lc config.Lagg) (lagg.Config, error) {
 	c.RxAll = lc.Failover.RxAll
 	c.RoundRobin.Stride = lc.RoundRobin.Stride
 	c.UpDelay, c.DownDelay = lc.UpDelay, lc.DownDelay
+	c.AnnounceCount, c.AnnounceInterval = lc.AnnounceSettings()
 	c.LACP = lagg.LACPOptions{
 		MultiSpeed:     lc.LACP.MultiSpeed,
 		MaxPorts:       lc.LACP.MaxPorts,

@@ -477,7 +477,7 @@ func (s *ControlServer) status(req ControlRequest) (string, error) {
 			}
 			js = append(js, j)
 		}
-		out, err := json.MarshalIndent(js, "", "  ")
+		out, err := json.MarshalIndent(s.withVLANs(js, req), "", "  ") // status_vlan.go
 		if err != nil {
 			return "", err
 		}

@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"bufio"
-	"bytes"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -14,32 +13,13 @@ import (
 	"time"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/testkit"
 )
 
 // acceptLog collects a server's log lines.
-type acceptLog struct {
-	mu sync.Mutex
-	// +checklocks:mu
-	buf bytes.Buffer
-}
+type acceptLog struct{ testkit.SyncBuffer }
 
-func (l *acceptLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *acceptLog) lines(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
-}
-
-func (l *acceptLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+func (l *acceptLog) lines(s string) int { return strings.Count(l.String(), s) }
 
 // startAcceptServer runs a control server for an empty appliance, with
 // accept replaced when given.

@@ -79,30 +79,15 @@ func (s *ControlServer) capture(c net.Conn, req ControlRequest) {
 			return
 		}
 	}
-	s.mu.Lock()
-	if s.captures >= maxCaptures {
-		s.mu.Unlock()
-		writeResponse(c, fail(fmt.Errorf("capture: %d captures are running, the most ulagg serves at once; stop one first", maxCaptures)))
+	release, err := s.takeStream("capture", streamCapture, maxCaptures)
+	if err != nil {
+		writeResponse(c, fail(err))
 		return
 	}
-	s.captures++
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.captures--
-		s.mu.Unlock()
-	}()
+	defer release()
 	writeResponse(c, ControlResponse{OK: true})
 
-	// The client sends nothing more: a read that returns means it closed
-	// (or half-closed) the connection, which ends the capture.
-	gone := make(chan struct{})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_, _ = io.Copy(io.Discard, c)
-		close(gone)
-	}()
+	gone := s.clientGone(c) // ends the capture
 
 	q := make(chan capturedFrame, captureQueue)
 	var queued atomic.Int64 // bytes in q
@@ -138,7 +123,8 @@ func (s *ControlServer) capture(c net.Conn, req ControlRequest) {
 	cw := &stallWriter{c: c}
 	bw := bufio.NewWriter(cw)
 	pw := pcapgo.NewWriter(bw)
-	n, err := 0, pw.WriteFileHeader(captureSnaplen, layers.LinkTypeEthernet)
+	n := 0
+	err = pw.WriteFileHeader(captureSnaplen, layers.LinkTypeEthernet)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -161,7 +147,7 @@ func (s *ControlServer) capture(c net.Conn, req ControlRequest) {
 		err = bw.Flush()
 	}
 	stop()
-	sum := CaptureSummary{Frames: n, Dropped: dropped.Load(), End: captureEnd(err)}
+	sum := CaptureSummary{Frames: n, Dropped: dropped.Load(), End: streamEnd(err)}
 	if err == nil || err == io.EOF || err == net.ErrClosed {
 		// Count reached, the client stopped the capture (it reads on until
 		// the end record) or the server stops: say how it went.
@@ -202,16 +188,4 @@ func writeEndRecord(w io.Writer, sum CaptureSummary) error {
 	}
 	_, err = w.Write(body)
 	return err
-}
-
-func captureEnd(err error) string {
-	switch err {
-	case nil:
-		return "count reached"
-	case io.EOF:
-		return "client closed"
-	case net.ErrClosed:
-		return "server stopping"
-	}
-	return err.Error()
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"time"
 )
@@ -38,41 +37,23 @@ func (s *ControlServer) monitor(c net.Conn, req ControlRequest) {
 		writeResponse(c, fail(fmt.Errorf("monitor: count %d is negative", req.Count)))
 		return
 	}
-	s.mu.Lock()
-	if s.monitors >= maxMonitors {
-		s.mu.Unlock()
-		writeResponse(c, fail(fmt.Errorf("monitor: %d monitors are running, the most ulagg serves at once; stop one first", maxMonitors)))
+	release, err := s.takeStream("monitor", streamMonitor, maxMonitors)
+	if err != nil {
+		writeResponse(c, fail(err))
 		return
 	}
-	s.monitors++
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.monitors--
-		s.mu.Unlock()
-	}()
+	defer release()
 	// Subscribed before the answer: a client that acts once it has the
 	// answer sees the events of what it did.
 	sub := s.a.Subscribe(req.Lagg, 0)
 	defer sub.Close()
 	writeResponse(c, ControlResponse{OK: true})
 
-	// The client sends nothing more: a read that returns means it closed
-	// (or half-closed) the connection, which ends the stream.
-	gone := make(chan struct{})
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_, _ = io.Copy(io.Discard, c)
-		close(gone)
-	}()
+	gone := s.clientGone(c) // ends the stream
 	s.log.Info("monitor started", "lagg", req.Lagg)
 	bw := bufio.NewWriter(c)
 	enc := json.NewEncoder(bw)
-	var (
-		n   int
-		err error
-	)
+	n := 0
 	for err == nil && (req.Count == 0 || n < req.Count) {
 		select {
 		case ev := <-sub.C():
@@ -89,7 +70,7 @@ func (s *ControlServer) monitor(c net.Conn, req ControlRequest) {
 			err = net.ErrClosed
 		}
 	}
-	why := monitorEnd(err)
+	why := streamEnd(err)
 	if err == nil || err == io.EOF || err == net.ErrClosed {
 		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 		end := MonitorEvent{}
@@ -99,20 +80,6 @@ func (s *ControlServer) monitor(c net.Conn, req ControlRequest) {
 		}
 	}
 	s.log.Info("monitor ended", "lagg", req.Lagg, "events", n, "why", why)
-}
-
-func monitorEnd(err error) string {
-	switch {
-	case err == nil:
-		return "count reached"
-	case err == io.EOF:
-		return "client closed"
-	case err == net.ErrClosed:
-		return "server stopping"
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return "client stopped reading"
-	}
-	return err.Error()
 }
 
 // MonitorStream reads a monitor's events (StartMonitor).

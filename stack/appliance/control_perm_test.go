@@ -89,12 +89,7 @@ func TestControlSocketMode(t *testing.T) {
 // refuses it (EACCES, with the client's explanation), and with the mode
 // opened up, the server's SO_PEERCRED check refuses it.
 func TestControlSocketOtherUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI runs as root; this test needs root to run a client as another user")
-		}
-		t.Skip("needs root to run a client as another user")
-	}
+	dir, bin := otherUserDir(t, "ulagg-perm")
 	r := newCtlRig(t, "", "failover")
 	uid, gid := uint32(65534), uint32(65534)
 	if u, err := user.Lookup("nobody"); err == nil {
@@ -104,20 +99,6 @@ func TestControlSocketOtherUser(t *testing.T) {
 		if n, err := strconv.ParseUint(u.Gid, 10, 32); err == nil {
 			gid = uint32(n)
 		}
-	}
-	// Everything nobody touches lives in a directory it may enter: the
-	// socket and a copy of this test binary.
-	dir, err := os.MkdirTemp("", "ulagg-perm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "appliance.test")
-	if err := copyFile(bin, 0o755); err != nil {
-		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "ulagg.sock")
 	srv, err := appliance.ListenControl(r.a, appliance.ControlOptions{Path: sock, Logger: r.log})
@@ -157,6 +138,33 @@ func TestControlSocketOtherUser(t *testing.T) {
 	if _, err := appliance.ControlCall(sock, appliance.ControlRequest{Cmd: appliance.CmdStatus}); err != nil {
 		t.Errorf("root: %v", err)
 	}
+}
+
+// otherUserDir makes a directory other users may enter (removed when the
+// test ends) holding bin, a copy of this test binary, for tests that run
+// a client as another user: they need root, and fail under CI=true
+// rather than skip.
+func otherUserDir(t *testing.T, pattern string) (dir, bin string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root to run a client as another user (CI=true: failing instead of skipping)")
+		}
+		t.Skip("needs root to run a client as another user")
+	}
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, "appliance.test")
+	if err := copyFile(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
 }
 
 // copyFile copies the running test binary to dst.

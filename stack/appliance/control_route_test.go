@@ -50,15 +50,7 @@ const routeRigTOML = `[[lagg]]
 name = "lagg0"
 proto = "failover"
 addresses = ["192.168.1.1/24", "fd00::1/64"]
-[[lagg.port]]
-name = "wm0"
-kind = "wire"
-priority = 1000
-[[lagg.port]]
-name = "wm1"
-kind = "wire"
-priority = 2000
-
+` + wmPortsTOML + `
 [[route]]
 to = "10.7.0.0/16"
 via = "192.168.1.253"

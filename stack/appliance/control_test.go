@@ -193,21 +193,7 @@ func withoutDrops(s string) string {
 // keep sending to the old MAC until its neighbour entry expires.
 func failoverRig(t *testing.T) *ctlRig {
 	t.Helper()
-	r := newCtlRig(t, `
-[[lagg]]
-name = "lagg0"
-proto = "failover"
-addresses = ["192.168.1.1/24"]
-mac = "02:00:00:00:0a:01"
-[[lagg.port]]
-name = "wm0"
-kind = "wire"
-priority = 1000
-[[lagg.port]]
-name = "wm1"
-kind = "wire"
-priority = 2000
-`, "failover", "wm0", "wm1", "wm2", "wm3")
+	r := newCtlRig(t, failoverTOML, "failover", "wm0", "wm1", "wm2", "wm3")
 	r.waitRunning("lagg0", 10*time.Second)
 	return r
 }

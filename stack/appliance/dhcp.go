@@ -223,6 +223,18 @@ func (a *Appliance) dhcpStatus(name string) *DHCPStatus {
 	return &DHCPStatus{Status: r.c.Status(), Now: time.Now()}
 }
 
+// format writes the leased address as an inet line, as ifconfig shows
+// every address of an interface, and the dhcp line; nothing for nil.
+func (s *DHCPStatus) format(b *strings.Builder) {
+	if s == nil {
+		return
+	}
+	if s.HasLease {
+		formatAddress(b, s.Lease.Address)
+	}
+	b.WriteString("\t" + s.Line() + "\n")
+}
+
 // Line is the status text line: "dhcp: bound 192.168.1.50/24 from
 // 192.168.1.1 lease 3600s renew in 1790s".
 func (s *DHCPStatus) Line() string {

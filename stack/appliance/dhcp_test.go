@@ -145,15 +145,7 @@ func TestApplianceDHCP(t *testing.T) {
 [[lagg]]
 name = "lagg0"
 proto = "failover"
-[[lagg.port]]
-name = "wm0"
-kind = "wire"
-priority = 1000
-[[lagg.port]]
-name = "wm1"
-kind = "wire"
-priority = 2000
-`, "failover", "wm0", "wm1")
+`+wmPortsTOML, "failover", "wm0", "wm1")
 	srv := startPeerDHCP(t, r.peer)
 	// On once the server listens, so that the first DISCOVER gets an answer.
 	r.mustIfconfig("lagg0 inet dhcp")
@@ -176,6 +168,9 @@ priority = 2000
 		t.Errorf("lagg MTU %d, want 1400 from the lease", got)
 	}
 	text := r.status("lagg0", false)
+	if !strings.Contains(text, "\tinet 192.168.1.50/24 broadcast 192.168.1.255 flags 0x0\n\tdhcp: bound") {
+		t.Errorf("status does not show the leased address as an inet line:\n%s", text)
+	}
 	if !strings.Contains(text, "\tdhcp: bound 192.168.1.50/24 from 192.168.1.2 lease 3600s renew in 1800s router 192.168.1.2 mtu 1400\n") &&
 		!strings.Contains(text, "\tdhcp: bound 192.168.1.50/24 from 192.168.1.2 lease 3600s renew in 1799s router 192.168.1.2 mtu 1400\n") {
 		t.Errorf("status text lacks the dhcp line:\n%s", text)

@@ -122,9 +122,7 @@ func FormatStatus(w io.Writer, st LaggStatus, lc *config.Lagg, o FormatOptions) 
 	for _, p := range st.Autoconf {
 		fmt.Fprintf(b, "\tinet6 %s flags 0x40<AUTOCONF>\n", p) // NetBSD's IN6_IFF_AUTOCONF
 	}
-	if st.DHCP != nil {
-		b.WriteString("\t" + st.DHCP.Line() + "\n")
-	}
+	st.DHCP.format(b) // dhcp.go
 	_, _ = io.WriteString(w, b.String())
 }
 

@@ -105,7 +105,9 @@ var (
 	dLACPLooped     = desc("lacp_port_looped", "1 while the port receives our own LACPDUs (looped); it carries no traffic.", lp...)
 
 	// The gVisor stack's own drops (ustack.Drops), one series per reason,
-	// and reason="syn_admission": SYNs over limits.syn_rate (synguard.go).
+	// and reason="syn_admission": SYNs over limits.syn_rate (synguard.go),
+	// reason="no_route": SYNs from a source with no route back, and
+	// reason="no_route_reply": udp-echo replies with no route (noroute.go).
 	dStackDrops   = desc("stack_drops_total", "Packets the IP stack refused, by reason (see ulagg ifconfig -v).", "reason")
 	dCaptureDrops = desc("capture_drops_total", "Frames captures dropped because their client did not keep up.")
 
@@ -140,6 +142,8 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- sc.d
 	}
 	ch <- dStackTCPEstablished
+	// metrics_routes.go
+	ch <- dRoutes
 	for _, d := range vlanDescs { // status_vlan.go
 		ch <- d
 	}
@@ -154,6 +158,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	// SYNs the admission guard dropped before the stack saw them.
 	m.counter(dStackDrops, float64(c.a.SYNAdmissionDrops()), synAdmissionReason)
+	m.counter(dStackDrops, float64(c.a.NoRouteDrops()), "no_route")
+	m.counter(dStackDrops, float64(c.a.NoRouteReplyDrops()), "no_route_reply")
 	m.counter(dCaptureDrops, float64(captureDrops))
 	bi := buildinfo.Read()
 	m.gauge(dBuildInfo, 1, bi.Version, bi.ShortRevision(), bi.GoVersion)
@@ -189,7 +195,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			m.counter(dLACPMismatches, float64(l.PartnerMismatches), n)
 		}
 	}
-	collectVLANs(m, c.a) // status_vlan.go
+	collectVLANs(m, c.a)  // status_vlan.go
+	collectRoutes(m, c.a) // metrics_routes.go
 }
 
 func (collector) port(m metricSink, n string, p lagg.PortStatus) {

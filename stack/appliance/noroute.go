@@ -2,8 +2,10 @@ package appliance
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,9 @@ type routeBack struct {
 	drops atomic.Uint64                    // SYNs dropped: no route back
 	last  atomic.Int64                     // ns since epoch of the last line; 0 = none
 	quiet atomic.Uint64                    // drops not logged since that line
+	// replies counts the udp-echo replies gVisor found no route for
+	// (services.go): the same fix, the same line.
+	replies atomic.Uint64
 }
 
 type routeBackEntry struct {
@@ -89,12 +94,36 @@ func (rb *routeBack) admitSYN(nic tcpip.NICID, proto tcpip.NetworkProtocolNumber
 		return true
 	}
 	rb.drops.Add(1)
-	rb.report(src, dst, binary.BigEndian.Uint16(tcp[2:4]))
+	rb.report(src, "a reply", netip.AddrPortFrom(dst, binary.BigEndian.Uint16(tcp[2:4])))
 	return false
 }
 
-// report writes one line per noRouteLogEvery, counting the rest.
-func (rb *routeBack) report(src, dst netip.Addr, port uint16) {
+// noReply counts a reply a service could not send to dst for want of a
+// route, and reports it as a SYN's; from is the service's address (its
+// port alone when it listens on every address).
+func (rb *routeBack) noReply(dst netip.Addr, what string, from netip.AddrPort) {
+	rb.replies.Add(1)
+	rb.report(dst, what, from)
+}
+
+// isNoRoute reports whether err (from a gonet write) is gVisor's
+// "no route": it finds no route to the destination.
+func isNoRoute(err error) bool {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Err == nil {
+		return false
+	}
+	// gonet turns tcpip errors into strings (errors.New(err.String())).
+	switch oe.Err.Error() {
+	case (&tcpip.ErrHostUnreachable{}).String(), (&tcpip.ErrNetworkUnreachable{}).String(), (&tcpip.ErrNoNet{}).String():
+		return true
+	}
+	return false
+}
+
+// report writes one line per noRouteLogEvery, counting the rest: src got
+// no answer to what it sent to from.
+func (rb *routeBack) report(src netip.Addr, what string, from netip.AddrPort) {
 	now := int64(time.Since(rb.epoch)) + 1
 	last := rb.last.Load()
 	if last != 0 && now-last < int64(noRouteLogEvery) || !rb.last.CompareAndSwap(last, now) {
@@ -105,10 +134,18 @@ func (rb *routeBack) report(src, dst netip.Addr, port uint16) {
 	if src.Is6() {
 		fix = "ulagg route add -inet6 default GATEWAY"
 	}
-	rb.log.Warn(fmt.Sprintf("no route to %s (a reply from %s); add one: %s", src, netip.AddrPortFrom(dst, port), fix),
+	at := from.String()
+	if !from.Addr().IsValid() || from.Addr().IsUnspecified() {
+		at = fmt.Sprintf("port %d", from.Port())
+	}
+	rb.log.Warn(fmt.Sprintf("no route to %s (%s from %s); add one: %s", src, what, at, fix),
 		"client", src.String(), "similar_suppressed", rb.quiet.Swap(0))
 }
 
 // NoRouteDrops returns how many TCP SYNs the appliance dropped because it
 // had no route back to their source.
 func (a *Appliance) NoRouteDrops() uint64 { return a.noRoute.drops.Load() }
+
+// NoRouteReplyDrops returns how many udp-echo replies the appliance could
+// not send because it had no route to their destination.
+func (a *Appliance) NoRouteReplyDrops() uint64 { return a.noRoute.replies.Load() }

@@ -1,44 +1,24 @@
 package appliance
 
 import (
-	"bytes"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/testkit"
 	ustack "github.com/ulagg/ulagg/stack"
 )
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	// +checklocks:mu
-	b bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRouteBack: a SYN with a route back on its NIC reaches the stack; one
 // without is dropped, counted, and named in one ulagg line saying how to
 // fix it; more within the period add no line.
 func TestRouteBack(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	rb := newRouteBack(slog.New(slog.NewTextHandler(&logs, nil)))
 	b := newSYNBudget(config.Limits{})
 	g := newSYNGuard(&nullEndpoint{}, b)

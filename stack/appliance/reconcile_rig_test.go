@@ -1,7 +1,6 @@
 package appliance_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -230,26 +229,7 @@ func (w *world) setAbsent(names ...string) {
 type reconRig struct {
 	*ctlRig
 	w      *world
-	logBuf *syncBuf
-}
-
-// syncBuf is a log sink tests read.
-type syncBuf struct {
-	mu sync.Mutex
-	// +checklocks:mu
-	b bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logBuf *testkit.SyncBuffer
 }
 
 type reconOptions struct {
@@ -286,7 +266,7 @@ func newReconRig(t *testing.T, toml, peerProto string, o reconOptions, ports ...
 	if o.file != "" {
 		r.file = o.file
 	}
-	rr := &reconRig{ctlRig: r, w: newWorld(r), logBuf: &syncBuf{}}
+	rr := &reconRig{ctlRig: r, w: newWorld(r), logBuf: &testkit.SyncBuffer{}}
 	var sink io.Writer = rr.logBuf
 	if testing.Verbose() && os.Getenv("ULAGG_TEST_LOG") != "" {
 		sink = io.MultiWriter(rr.logBuf, os.Stderr)
@@ -413,7 +393,11 @@ name = "lagg0"
 proto = "failover"
 addresses = ["192.168.1.1/24"]
 mac = "02:00:00:00:0a:01"
-[[lagg.port]]
+` + wmPortsTOML
+
+// wmPortsTOML is the ports of the rigs' failover lagg0, to follow its
+// [[lagg]] keys: wm0 (priority 1000, active) and wm1 (2000).
+const wmPortsTOML = `[[lagg.port]]
 name = "wm0"
 kind = "wire"
 priority = 1000

@@ -331,6 +331,7 @@ func TestReconcileRefusedLeavesNoTrace(t *testing.T) {
 		announces.Add(1)
 		_ = ustack.Announce(r.a.Stack(), nic)
 	})
+	time.Sleep(3 * lagg.DefaultAnnounceInterval) // the start-up announcements' repeat is over
 	tr := r.startTransfer()
 	tr.WaitMore(t, 64<<10, 10*time.Second)
 	st0 := l.Status()

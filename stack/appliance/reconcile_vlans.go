@@ -202,8 +202,11 @@ func (a *Appliance) createVLANNICLocked(t *txn, w config.VLAN, parent *iface) (*
 		return nil, fmt.Errorf("%s: %w", w.Name, err)
 	}
 	nic := a.nextNIC
-	// Through the SYN admission guard, as a lagg's NIC (synguard.go).
-	if err := ustack.AddInterface(a.s, nic, w.Name, newSYNGuard(v, a.syn), nil); err != nil {
+	// Through the SYN admission guard, as a lagg's NIC (synguard.go),
+	// which also drops the SYNs it has no route back for (noroute.go).
+	guard := newSYNGuard(v, a.syn)
+	guard.back, guard.nic = a.noRoute, nic
+	if err := ustack.AddInterface(a.s, nic, w.Name, guard, nil); err != nil {
 		v.Close()
 		return nil, fmt.Errorf("%s: %w", w.Name, err)
 	}
@@ -244,7 +247,9 @@ func (a *Appliance) reopenVLANNICLocked(vn *vlanNIC) error {
 		return fmt.Errorf("%s: put back: %w", vn.cfg.Name, err)
 	}
 	nic := a.nextNIC
-	if err := ustack.AddInterface(a.s, nic, vn.cfg.Name, newSYNGuard(v, a.syn), nil); err != nil {
+	guard := newSYNGuard(v, a.syn)
+	guard.back, guard.nic = a.noRoute, nic // noroute.go
+	if err := ustack.AddInterface(a.s, nic, vn.cfg.Name, guard, nil); err != nil {
 		v.Close()
 		return fmt.Errorf("%s: put back: %w", vn.cfg.Name, err)
 	}

@@ -73,6 +73,7 @@ type service struct {
 	log    *slog.Logger
 	ln     *svcListener   // TCP kinds
 	pc     *gonet.UDPConn // udp-echo
+	back   *routeBack     // udp-echo: counts and reports replies with no route (noroute.go)
 	http   *http.Server
 	wg     sync.WaitGroup
 	stats  ServiceStats
@@ -165,7 +166,7 @@ func (ss *services) start(c config.Service, nics map[string]tcpip.NICID) (*servi
 		addr.NIC = nic
 	}
 	svc := &service{
-		cfg: c, budget: c.Budget(), log: ss.a.log,
+		cfg: c, budget: c.Budget(), log: ss.a.log, back: ss.a.noRoute,
 		conns: map[*svcConn]struct{}{}, perSource: map[netip.Addr]int{},
 	}
 	switch c.Kind {
@@ -604,8 +605,21 @@ func (svc *service) routineUDPEcho() {
 			svc.warnRefused("rate_per_source", src.Unmap())
 			continue
 		}
-		_, _ = svc.pc.WriteTo(buf[:n], from)
+		if _, err := svc.pc.WriteTo(buf[:n], from); err != nil {
+			svc.replyFailed(src.Unmap(), err)
+		}
 	}
+}
+
+// replyFailed accounts for an echo reply to dst that could not be sent:
+// with no route to dst it is counted and reported as a SYN with no route
+// back is (noroute.go); anything else is logged at debug level.
+func (svc *service) replyFailed(dst netip.Addr, err error) {
+	if svc.back != nil && isNoRoute(err) {
+		svc.back.noReply(dst, "a udp-echo reply", netip.AddrPortFrom(netip.Addr{}, svc.cfg.Port))
+		return
+	}
+	svc.log.Debug("udp-echo reply", "client", dst.String(), "err", err)
 }
 
 // replyLimiter is a token bucket per source address (rate tokens a

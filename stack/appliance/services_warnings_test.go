@@ -1,40 +1,20 @@
 package appliance_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ulagg/ulagg/config"
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
-
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	// +checklocks:mu
-	b bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestServicesWarnings: the appliance warns at start when it shows its
 // details to the network: metrics on a non-loopback address, an
 // http-status service with details = true.
 func TestServicesWarnings(t *testing.T) {
-	var lb logBuffer
+	var lb testkit.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&lb, nil))
 	cfg := config.Default()
 	cfg.Services = []config.Service{{Kind: "http-status", Port: 80}, {Kind: "http-status", Port: 8080, Details: true}}

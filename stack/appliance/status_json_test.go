@@ -70,6 +70,8 @@ var volatile = map[string]bool{
 	"mac": true, "system": true, "time": true, "last_change": true, "counters": true, "drops": true,
 	"kernel_drops": true, "last_failover_ms": true, "generation": true, "failovers": true, "link_local": true,
 	"id": true, "aggregator": true, "active_aggregator": true, "key": true,
+	// DHCP's seconds left tick while the status is taken.
+	"renew_in_s": true, "rebind_in_s": true, "expires_in_s": true,
 }
 
 // normalize replaces volatile values by placeholders of the same type,
@@ -84,6 +86,8 @@ func normalize(v any, vol bool) any {
 			case "drops":
 				out[k] = map[string]any{}
 			case "stack_drops", "capture_drops":
+			case "vlan": // a VLAN's tag: its id is no aggregator's
+				out[k] = e
 			default:
 				out[k] = normalize(e, vol || volatile[k])
 			}
@@ -294,6 +298,7 @@ type schemaNode struct {
 	Const       any                    `json:"const"`
 	Format      string                 `json:"format"`
 	Items       *schemaNode            `json:"items"`
+	OneOf       []*schemaNode          `json:"oneOf"`
 	Required    []string               `json:"required"`
 	Properties  map[string]*schemaNode `json:"properties"`
 	Defs        map[string]*schemaNode `json:"$defs"`
@@ -315,6 +320,12 @@ func (n *schemaNode) typeName() string {
 		return fmt.Sprintf("`%v`", n.Const)
 	case n.Type == "array" && n.Items != nil:
 		return "array of " + n.Items.typeName()
+	case n.OneOf != nil:
+		var ts []string
+		for _, o := range n.OneOf {
+			ts = append(ts, o.typeName())
+		}
+		return "one of " + strings.Join(ts, ", ")
 	case n.Type == "object":
 		if m, ok := n.AddProps.(map[string]any); ok {
 			return fmt.Sprintf("object of %v", m["type"])
@@ -333,9 +344,10 @@ func jsonDoc(t *testing.T) []byte {
      go test ./stack/appliance -run TestJSONDoc -update; do not edit. -->
 # ulagg's JSON
 
-` + "`ulagg ifconfig --json`" + `, the http-status service, ` + "`ulagg monitor --json`" + ` and the
-capture summary print JSON by one set of rules, stated as JSON Schema in
-stack/appliance/schema/ (draft 2020-12) and here:
+` + "`ulagg ifconfig --json`" + `, the http-status service, ` + "`ulagg monitor --json`" + `, the
+capture summary and ` + "`ulagg route show --json`" + ` print JSON by one set of
+rules, stated as JSON Schema in stack/appliance/schema/ (draft 2020-12) and
+here:
 
 - Keys are snake_case. The Go types carry them as json tags: json.Marshal
   of a lagg.Status, appliance.LaggStatus or lagg.Event prints what the CLI

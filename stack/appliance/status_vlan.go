@@ -28,6 +28,10 @@ type VLANStatus struct {
 	Addresses []netip.Prefix
 	Counters  lagg.Counters // frames and bytes through this VLAN
 	DHCP      *DHCPStatus   // the DHCP client, nil if it runs none (dhcp.go)
+	// NIC is the VLAN's NIC (its IPv6 scope ID) while it runs; LinkLocal
+	// its link-local address, from its MAC (linklocal.go).
+	NIC       tcpip.NICID
+	LinkLocal netip.Prefix
 }
 
 // VLANStatus returns every VLAN interface's status, in configuration
@@ -50,6 +54,7 @@ func (a *Appliance) VLANStatus() []VLANStatus {
 			st.MAC = pv.v.LinkAddress()
 			st.Counters = pv.v.Counters()
 			st.DHCP = a.dhcpStatus(vc.Name)
+			st.NIC, st.LinkLocal = pv.nic, a.linkLocal(pv.nic)
 		}
 		out = append(out, st)
 	}
@@ -60,14 +65,7 @@ func (a *Appliance) VLANStatus() []VLANStatus {
 // does: flags, the vlan and parent line, the address, the IP addresses.
 func FormatVLANStatus(w io.Writer, st VLANStatus, o FormatOptions) {
 	b := &strings.Builder{}
-	flags := uint32(IfBroadcast | IfSimplex | IfMulticast)
-	if st.AdminUp {
-		flags |= IfUp
-	}
-	if st.Up {
-		flags |= IfRunning
-	}
-	fmt.Fprintf(b, "%s: flags=%s mtu %d\n", st.Name, bitString(flags, ifFlagNames), st.MTU)
+	fmt.Fprintf(b, "%s: flags=%s mtu %d\n", st.Name, bitString(st.flags(), ifFlagNames), st.MTU)
 	if st.Parent != "" {
 		fmt.Fprintf(b, "\tvlan: %d parent interface: %s\n", st.ID, st.Parent)
 	} else {
@@ -87,41 +85,85 @@ func FormatVLANStatus(w io.Writer, st VLANStatus, o FormatOptions) {
 	for _, a := range st.Addresses {
 		formatAddress(b, a)
 	}
-	if st.DHCP != nil {
-		b.WriteString("\t" + st.DHCP.Line() + "\n")
+	if st.LinkLocal.IsValid() { // as a lagg's (formatLinkLocal)
+		fmt.Fprintf(b, "\tinet6 %s prefixlen %d scopeid 0x%x\n", st.LinkLocal.Addr().WithZone(st.Name), st.LinkLocal.Bits(), st.NIC)
 	}
+	st.DHCP.format(b) // dhcp.go
 	_, _ = io.WriteString(w, b.String())
 }
 
-// VLANJSON is a VLAN interface's status as scripts read it.
+// flags are the VLAN's interface flags, as ifconfig prints them.
+func (st VLANStatus) flags() uint32 {
+	flags := uint32(IfBroadcast | IfSimplex | IfMulticast)
+	if st.AdminUp {
+		flags |= IfUp
+	}
+	if st.Up {
+		flags |= IfRunning
+	}
+	return flags
+}
+
+// VLANJSON is a VLAN interface's status as scripts read it: in
+// `ulagg ifconfig -a --json` it follows the laggs in the same array, told
+// apart by its vlan object (a lagg has proto instead). Keys a lagg also
+// has mean the same (status.schema.json).
 type VLANJSON struct {
-	Name      string   `json:"name"`
-	VLAN      uint16   `json:"vlan"`   // the VLAN ID; 0 when none is set
-	Parent    string   `json:"parent"` // the lagg; "" when none is set
-	Running   bool     `json:"running"`
-	AdminUp   bool     `json:"admin_up"`
-	Up        bool     `json:"up"`
-	MTU       uint32   `json:"mtu"`
-	MAC       string   `json:"mac,omitempty"`
-	Addresses []string `json:"addresses"`
-	RxFrames  uint64   `json:"rx_frames"`
-	RxBytes   uint64   `json:"rx_bytes"`
-	TxFrames  uint64   `json:"tx_frames"`
-	TxBytes   uint64   `json:"tx_bytes"`
+	Name      string        `json:"name"`
+	VLAN      VLANTagJSON   `json:"vlan"`
+	Running   bool          `json:"running"` // it has a NIC: it has an ID and a parent
+	Flags     lagg.Bits     `json:"flags"`
+	AdminUp   bool          `json:"admin_up"`
+	Up        bool          `json:"up"`
+	MTU       uint32        `json:"mtu"`
+	MAC       string        `json:"mac"` // its lagg's; "" while it is not running
+	Addresses []string      `json:"addresses"`
+	Counters  lagg.Counters `json:"counters"`
+	LinkLocal string        `json:"link_local,omitempty"`
+	ScopeID   uint32        `json:"scope_id,omitempty"`
+	DHCP      *DHCPJSON     `json:"dhcp,omitempty"`
+}
+
+// VLANTagJSON is NetBSD's "vlan: 100 parent interface: lagg0".
+type VLANTagJSON struct {
+	ID     uint16 `json:"id"`     // 0 while none is set
+	Parent string `json:"parent"` // "" while none is set
 }
 
 // JSON returns st as JSON.
 func (st VLANStatus) JSON() VLANJSON {
-	j := VLANJSON{Name: st.Name, VLAN: st.ID, Parent: st.Parent, Running: st.Running, AdminUp: st.AdminUp, Up: st.Up, MTU: st.MTU,
-		Addresses: make([]string, 0, len(st.Addresses)),
-		RxFrames:  st.Counters.RxFrames, RxBytes: st.Counters.RxBytes, TxFrames: st.Counters.TxFrames, TxBytes: st.Counters.TxBytes}
+	j := VLANJSON{Name: st.Name, VLAN: VLANTagJSON{ID: st.ID, Parent: st.Parent}, Running: st.Running,
+		Flags: lagg.MakeBits(st.flags(), ifFlagBits), AdminUp: st.AdminUp, Up: st.Up, MTU: st.MTU,
+		Addresses: make([]string, 0, len(st.Addresses)), Counters: st.Counters}
 	if st.MAC != "" {
 		j.MAC = st.MAC.String()
 	}
 	for _, a := range st.Addresses {
 		j.Addresses = append(j.Addresses, a.String())
 	}
+	if st.LinkLocal.IsValid() {
+		j.LinkLocal = linkLocalString(st.LinkLocal, st.Name)
+		j.ScopeID = uint32(st.NIC)
+	}
+	if st.DHCP != nil {
+		j.DHCP = st.DHCP.JSON()
+	}
 	return j
+}
+
+// withVLANs is ifconfig --json's list: the laggs js, then, for -a (no
+// interface named), every VLAN interface.
+func (s *ControlServer) withVLANs(js []LaggJSON, req ControlRequest) []any {
+	out := make([]any, 0, len(js))
+	for _, j := range js {
+		out = append(out, j)
+	}
+	if req.Lagg == "" {
+		for _, st := range s.a.VLANStatus() {
+			out = append(out, st.JSON())
+		}
+	}
+	return out
 }
 
 // vlanStatus answers `ulagg ifconfig [-v] [--json] vlanN`; ok is false

@@ -53,17 +53,7 @@ func TestApplianceVLANs(t *testing.T) {
 name = "lagg0"
 proto = "failover"
 addresses = ["192.168.1.1/24"]
-
-[[lagg.port]]
-name = "wm0"
-kind = "wire"
-priority = 1000
-
-[[lagg.port]]
-name = "wm1"
-kind = "wire"
-priority = 2000
-
+`+wmPortsTOML+`
 [[service]]
 kind = "tcp-echo"
 port = 7
@@ -102,6 +92,7 @@ port = 7
 		"\taddress: *",
 		"\tstatus: active",
 		"\tinet 10.1.0.1/24 broadcast 10.1.0.255 flags 0x0",
+		"\tinet6 fe80::*", // the link-local line (TestJSONStatusVLAN checks it)
 	})
 	all := r.status("", false)
 	if !strings.Contains(all, "lagg0: flags=") || !strings.Contains(all, "\tvlan: 200 parent interface: lagg0") {
@@ -115,7 +106,7 @@ port = 7
 	if err := json.Unmarshal([]byte(resp.Output), &js); err != nil {
 		t.Fatalf("vlan100 JSON: %v\n%s", err, resp.Output)
 	}
-	if len(js) != 1 || js[0].VLAN != 100 || js[0].Parent != "lagg0" || !js[0].Running || len(js[0].Addresses) != 1 || js[0].Addresses[0] != "10.1.0.1/24" || js[0].RxFrames == 0 {
+	if len(js) != 1 || js[0].VLAN.ID != 100 || js[0].VLAN.Parent != "lagg0" || !js[0].Running || len(js[0].Addresses) != 1 || js[0].Addresses[0] != "10.1.0.1/24" || js[0].Counters.RxFrames == 0 {
 		t.Errorf("vlan100 JSON: got %+v", js)
 	}
 	if !strings.Contains(resp.Output, `"rx_frames"`) {

@@ -35,7 +35,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ulagg/ulagg/internal/clock"
 	ustack "github.com/ulagg/ulagg/stack"
 )
 
@@ -45,23 +48,12 @@ const (
 	ServerPort = 67
 )
 
-// Clock is the client's time source; tests pass a fake one. nil in Config
-// means the real clock.
-type Clock interface {
-	Now() time.Time
-	// AfterFunc calls f on its own goroutine once d has passed.
-	AfterFunc(d time.Duration, f func()) Timer
-}
+// Clock is the client's time source, the lagg's too; tests pass a fake
+// one. nil in Config means the real clock.
+type Clock = clock.Clock
 
-// Timer is a pending AfterFunc call.
-type Timer interface {
-	Stop() bool
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                            { return time.Now() }
-func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+// Timer is a pending Clock.AfterFunc call.
+type Timer = clock.Timer
 
 // State is a client state of RFC 2131 figure 5.
 type State int
@@ -216,7 +208,7 @@ func New(cfg Config) (*Client, error) {
 		done:  make(chan struct{}),
 	}
 	if c.clock == nil {
-		c.clock = realClock{}
+		c.clock = clock.Real{}
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -237,7 +229,7 @@ func (c *Client) Start() error {
 	if c.started {
 		return errors.New("dhcp: already started")
 	}
-	conn, err := gonet.DialUDP(c.cfg.Stack, &tcpip.FullAddress{NIC: c.cfg.NIC, Port: ClientPort}, nil, ipv4.ProtocolNumber)
+	conn, err := bindClientPort(c.cfg.Stack, c.cfg.NIC)
 	if err != nil {
 		return fmt.Errorf("dhcp: bind port %d on NIC %d: %w", ClientPort, c.cfg.NIC, err)
 	}
@@ -336,4 +328,24 @@ func (c *Client) signal() {
 	case c.wake <- struct{}{}:
 	default:
 	}
+}
+
+// bindClientPort binds UDP port 68 on nic only (SO_BINDTODEVICE), so that
+// every interface of the stack can run its own client: gVisor reserves a
+// port per device only for sockets bound to one.
+func bindClientPort(s *gstack.Stack, nic tcpip.NICID) (*gonet.UDPConn, error) {
+	var wq waiter.Queue
+	ep, terr := s.NewEndpoint(udp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	if terr != nil {
+		return nil, errors.New(terr.String())
+	}
+	if terr := ep.SocketOptions().SetBindToDevice(int32(nic)); terr != nil {
+		ep.Close()
+		return nil, errors.New(terr.String())
+	}
+	if terr := ep.Bind(tcpip.FullAddress{NIC: nic, Port: ClientPort}); terr != nil {
+		ep.Close()
+		return nil, errors.New(terr.String())
+	}
+	return gonet.NewUDPConn(&wq, ep), nil
 }

@@ -2,6 +2,7 @@ package dhcp_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	ustack "github.com/ulagg/ulagg/stack"
 	"github.com/ulagg/ulagg/stack/dhcp"
 )
@@ -165,7 +167,7 @@ func (f *fakeServer) serve() {
 // two gVisor channel endpoints under Ethernet framing, frames shuttled
 // between them.
 type rig struct {
-	clock  *fakeClock
+	clock  *testkit.FakeClock
 	client *gstack.Stack
 	server *fakeServer
 	c      *dhcp.Client
@@ -199,7 +201,7 @@ func newRig(t *testing.T, setup ...func(*fakeServer)) *rig {
 		})
 		return s
 	}
-	r := &rig{clock: newFakeClock(time.Unix(1_000_000, 0))}
+	r := &rig{clock: testkit.NewFakeClock(time.Unix(1_000_000, 0))}
 	ca, sa := channel.New(256, 1500, clientMAC), channel.New(256, 1500, serverMAC)
 	r.client = mk("lagg0", ca, nil)
 	ss := mk("srv0", sa, []netip.Prefix{netip.PrefixFrom(serverAddr, 24)})
@@ -264,7 +266,7 @@ func (r *rig) lastEvent() dhcp.Event {
 
 func (r *rig) waitState(t *testing.T, want dhcp.State) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "state "+want.String(), func() bool { return r.c.Status().State == want })
+	testkit.WaitFor(t, 5*time.Second, "state "+want.String(), func() bool { return r.c.Status().State == want })
 }
 
 // hasAddr reports whether the client NIC has addr.
@@ -279,7 +281,16 @@ func (r *rig) hasAddr(addr netip.Prefix) bool {
 }
 
 // advanceTo moves the fake clock to t.
-func (r *rig) advanceTo(t time.Time) { r.clock.Advance(t.Sub(r.clock.Now())) }
+func (r *rig) advanceTo(t time.Time) { r.advance(t.Sub(r.clock.Now())) }
+
+// advance moves the clock by d once the client has armed its next timer.
+// The client arms it after sending, from the time it read before: moving
+// the clock in between (the test saw the frame) would push the timer d
+// too far.
+func (r *rig) advance(d time.Duration) {
+	testkit.Poll(time.Second, func() bool { return r.clock.Pending() > 0 })
+	r.clock.Advance(d)
+}
 
 func TestClientAcquiresLease(t *testing.T) {
 	r := newRig(t)
@@ -311,7 +322,7 @@ func TestClientRenewsAtT1(t *testing.T) {
 	start := r.c.Status().Lease.Start
 	r.server.set(func(f *fakeServer) { f.lease = 200 * time.Second; f.t1 = 100 * time.Second; f.t2 = 150 * time.Second })
 	r.advanceTo(start.Add(50 * time.Second))
-	waitFor(t, 5*time.Second, "renewal", func() bool { return r.c.Status().Renewals == 1 })
+	testkit.WaitFor(t, 5*time.Second, "renewal", func() bool { return r.c.Status().Renewals == 1 })
 	r.waitState(t, dhcp.Bound)
 	st := r.c.Status()
 	if st.Lease.Time != 200*time.Second || !st.Lease.Start.Equal(start.Add(50*time.Second)) {
@@ -344,19 +355,19 @@ func TestClientRebindsThenExpires(t *testing.T) {
 	}
 	r.advanceTo(lease.RenewAt())
 	r.waitState(t, dhcp.Renewing)
-	waitFor(t, 5*time.Second, "a unicast REQUEST at T1", func() bool { return unicasts() == 1 })
+	testkit.WaitFor(t, 5*time.Second, "a unicast REQUEST at T1", func() bool { return unicasts() == 1 })
 	// T1 50 s, T2 80 s: the retransmission waits max(half of the 30 s
 	// left, T1/2) = 25 s.
-	r.clock.Advance(24 * time.Second)
+	r.advance(24 * time.Second)
 	time.Sleep(50 * time.Millisecond)
 	if got := unicasts(); got != 1 {
 		t.Fatalf("unicast REQUESTs 24 s after T1: got %d, want 1", got)
 	}
-	r.clock.Advance(time.Second)
-	waitFor(t, 5*time.Second, "a second unicast REQUEST 25 s after T1", func() bool { return unicasts() == 2 })
+	r.advance(time.Second)
+	testkit.WaitFor(t, 5*time.Second, "a second unicast REQUEST 25 s after T1", func() bool { return unicasts() == 2 })
 	r.advanceTo(lease.RebindAt())
 	r.waitState(t, dhcp.Rebinding)
-	waitFor(t, 5*time.Second, "a broadcast REQUEST with ciaddr", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "a broadcast REQUEST with ciaddr", func() bool {
 		return slices.ContainsFunc(r.server.seen(), func(s seen) bool {
 			return s.typ == dhcpv4.MessageTypeRequest && s.broadcast && s.ciaddr == poolAddr
 		})
@@ -365,7 +376,7 @@ func TestClientRebindsThenExpires(t *testing.T) {
 		t.Fatal("address gone before the lease expired")
 	}
 	r.advanceTo(lease.ExpiresAt())
-	waitFor(t, 5*time.Second, "lease lost", func() bool { return r.c.Status().Lost == 1 })
+	testkit.WaitFor(t, 5*time.Second, "lease lost", func() bool { return r.c.Status().Lost == 1 })
 	if r.hasAddr(lease.Address) {
 		t.Error("address still on the NIC after the lease expired")
 	}
@@ -375,7 +386,7 @@ func TestClientRebindsThenExpires(t *testing.T) {
 	// The server comes back: the client gets a lease again.
 	discovers := r.server.count(dhcpv4.MessageTypeDiscover)
 	r.server.set(func(f *fakeServer) { f.silent = false })
-	r.clock.Advance(4 * time.Second)
+	r.advance(4 * time.Second)
 	r.waitState(t, dhcp.Bound)
 	if got := r.server.count(dhcpv4.MessageTypeDiscover); got <= discovers {
 		t.Errorf("DISCOVERs: got %d, want more than %d", got, discovers)
@@ -391,15 +402,15 @@ func TestClientNAKOnRenewLosesLease(t *testing.T) {
 	lease := r.c.Status().Lease
 	r.server.set(func(f *fakeServer) { f.nak = true })
 	r.advanceTo(lease.RenewAt())
-	waitFor(t, 5*time.Second, "NAK", func() bool { return r.c.Status().NAKs >= 1 })
-	waitFor(t, 5*time.Second, "lease lost", func() bool { return r.c.Status().Lost == 1 })
+	testkit.WaitFor(t, 5*time.Second, "NAK", func() bool { return r.c.Status().NAKs >= 1 })
+	testkit.WaitFor(t, 5*time.Second, "lease lost", func() bool { return r.c.Status().Lost == 1 })
 	if r.hasAddr(lease.Address) {
 		t.Error("address still on the NIC after a NAK")
 	}
 	// A new address is offered; the client takes it.
 	next := netip.MustParseAddr("10.9.0.51")
 	r.server.set(func(f *fakeServer) { f.nak = false; f.offer = next })
-	r.clock.Advance(4 * time.Second)
+	r.advance(4 * time.Second)
 	r.waitState(t, dhcp.Bound)
 	if got := r.c.Status().Lease.Address; got != netip.PrefixFrom(next, 24) || !r.hasAddr(got) {
 		t.Errorf("new lease: got %s (on NIC %v), want %s", got, r.hasAddr(got), next)
@@ -409,16 +420,16 @@ func TestClientNAKOnRenewLosesLease(t *testing.T) {
 func TestClientRetransmitsDiscover(t *testing.T) {
 	r := newRig(t, func(f *fakeServer) { f.silent = true })
 	discovers := func() int { return r.server.count(dhcpv4.MessageTypeDiscover) }
-	waitFor(t, 5*time.Second, "first DISCOVER", func() bool { return discovers() == 1 })
-	r.clock.Advance(3 * time.Second)
+	testkit.WaitFor(t, 5*time.Second, "first DISCOVER", func() bool { return discovers() == 1 })
+	r.advance(3 * time.Second)
 	time.Sleep(50 * time.Millisecond)
 	if got := discovers(); got != 1 {
 		t.Fatalf("DISCOVERs after 3 s: got %d, want 1 (first retransmission at 4 s)", got)
 	}
-	r.clock.Advance(time.Second)
-	waitFor(t, 5*time.Second, "second DISCOVER", func() bool { return discovers() == 2 })
-	r.clock.Advance(8 * time.Second)
-	waitFor(t, 5*time.Second, "third DISCOVER after 8 s more", func() bool { return discovers() == 3 })
+	r.advance(time.Second)
+	testkit.WaitFor(t, 5*time.Second, "second DISCOVER", func() bool { return discovers() == 2 })
+	r.advance(8 * time.Second)
+	testkit.WaitFor(t, 5*time.Second, "third DISCOVER after 8 s more", func() bool { return discovers() == 3 })
 	if st := r.c.Status(); st.State != dhcp.Selecting || st.HasLease {
 		t.Errorf("state %s lease %v, want selecting without lease", st.State, st.HasLease)
 	}
@@ -429,7 +440,7 @@ func TestClientReleasesOnClose(t *testing.T) {
 	r.waitState(t, dhcp.Bound)
 	addr := r.c.Status().Lease.Address
 	r.c.Close()
-	waitFor(t, 5*time.Second, "RELEASE", func() bool { return r.server.count(dhcpv4.MessageTypeRelease) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "RELEASE", func() bool { return r.server.count(dhcpv4.MessageTypeRelease) == 1 })
 	rel := r.server.seen()[len(r.server.seen())-1]
 	if rel.typ != dhcpv4.MessageTypeRelease || rel.ciaddr != poolAddr || rel.broadcast {
 		t.Errorf("release: got %+v, want unicast RELEASE of %s", rel, poolAddr)
@@ -481,7 +492,7 @@ func TestClientIgnoresGarbage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "4 replies ignored", func() bool { return r.c.Status().Ignored >= 4 })
+	testkit.WaitFor(t, 5*time.Second, "4 replies ignored", func() bool { return r.c.Status().Ignored >= 4 })
 	if st := r.c.Status(); st.State != dhcp.Bound || st.NAKs != 0 || st.Lost != 0 {
 		t.Errorf("after garbage: %+v, want still bound, no NAK counted", st)
 	}
@@ -496,15 +507,43 @@ func TestClientNAKBackoff(t *testing.T) {
 	r.server.set(func(f *fakeServer) { f.nak = true })
 	discovers := r.server.count(dhcpv4.MessageTypeDiscover)
 	r.advanceTo(lease.RenewAt())
-	waitFor(t, 5*time.Second, "lease lost to the NAK", func() bool { return r.c.Status().Lost == 1 })
+	testkit.WaitFor(t, 5*time.Second, "lease lost to the NAK", func() bool { return r.c.Status().Lost == 1 })
 	time.Sleep(100 * time.Millisecond)
 	if got := r.server.count(dhcpv4.MessageTypeDiscover); got != discovers {
 		t.Fatalf("DISCOVERs right after the NAK: %d, want none before the back-off", got-discovers)
 	}
-	r.clock.Advance(4 * time.Second)
-	waitFor(t, 5*time.Second, "a second NAK", func() bool { return r.c.Status().NAKs == 2 })
+	r.advance(4 * time.Second)
+	testkit.WaitFor(t, 5*time.Second, "a second NAK", func() bool { return r.c.Status().NAKs == 2 })
 	time.Sleep(100 * time.Millisecond)
 	if got := r.server.count(dhcpv4.MessageTypeDiscover) - discovers; got != 1 {
 		t.Errorf("DISCOVERs after one back-off: %d, want 1", got)
+	}
+}
+
+// TestClientsOnTwoNICs: every interface of a stack runs its own client (a
+// lagg and a VLAN on it, both "dhcp"); port 68 is bound per NIC.
+func TestClientsOnTwoNICs(t *testing.T) {
+	s, err := ustack.NewNetstack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); s.Wait() })
+	for nic := tcpip.NICID(1); nic <= 2; nic++ {
+		mac := tcpip.LinkAddress([]byte{2, 0, 0, 0, 0x0c, byte(nic)})
+		if err := ustack.AddInterface(s, nic, fmt.Sprintf("if%d", nic), ethernet.New(channel.New(16, 1500, mac)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	clock := testkit.NewFakeClock(time.Unix(1_000_000, 0))
+	for nic := tcpip.NICID(1); nic <= 2; nic++ {
+		c, err := dhcp.New(dhcp.Config{Stack: s, NIC: nic, Clock: clock, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatalf("client on NIC %d: %v", nic, err)
+		}
+		t.Cleanup(c.Close)
 	}
 }

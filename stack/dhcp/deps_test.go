@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// TestDeps keeps the client embeddable: gVisor, the dhcpv4 library and
-// package stack, none of the appliance's dependencies.
+// TestDeps keeps the client embeddable: gVisor, the dhcpv4 library,
+// package stack and internal/clock, none of the appliance's dependencies.
 func TestDeps(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -19,7 +19,7 @@ func TestDeps(t *testing.T) {
 	}
 	allowed := []string{"gvisor.dev/gvisor/", "github.com/insomniacslk/dhcp/", "github.com/u-root/uio/",
 		"github.com/josharian/native", "github.com/pierrec/lz4/", "golang.org/x/", "github.com/google/btree",
-		"github.com/ulagg/ulagg/stack", "github.com/ulagg/ulagg/stack/dhcp"}
+		"github.com/ulagg/ulagg/stack", "github.com/ulagg/ulagg/stack/dhcp", "github.com/ulagg/ulagg/internal/clock"}
 	for _, d := range strings.Fields(string(out)) {
 		ok := false
 		for _, a := range allowed {
