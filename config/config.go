@@ -188,7 +188,7 @@ type Port struct {
 	Priority  uint16 // lower is preferred
 	SpeedMbps uint64 // 0 = ask the interface
 	// DisableGSO (gso = false; ifconfig laggport IF -tso) keeps the port
-	// from offering host GSO (AF_PACKET's 64 KB segments), for peers that
+	// from offering host GSO (64 KB segments, AF_PACKET and TAP), for peers that
 	// cannot take frames larger than the MTU: Open vSwitch's userspace
 	// datapath, DPDK's af_packet. Changing it reopens the port.
 	DisableGSO bool
@@ -196,18 +196,43 @@ type Port struct {
 	// port in the lagg but out of service, as if its link were down
 	// (config/port_admin.go).
 	Disabled bool
+	// CarrierPollMs (carrier_poll_ms) is how often the port reads its
+	// carrier directly, so a far-end carrier loss is seen in milliseconds
+	// instead of when the kernel's batched link events report it: 0 is
+	// DefaultCarrierPollMs, CarrierPollOff (carrier_poll_ms = 0 in TOML)
+	// keeps rtnetlink events only. Per port, as speed_mbps and gso: it is
+	// a property of the interface's driver. Changing it reopens the port.
+	CarrierPollMs int
+}
+
+// Carrier polling: the default interval, the largest, and the value that
+// turns polling off.
+const (
+	DefaultCarrierPollMs = 10
+	MaxCarrierPollMs     = 10000
+	CarrierPollOff       = -1
+)
+
+// CarrierPoll is the poll interval to open the port with
+// (linkep.OpenOptions.CarrierPoll), the default filled in; negative for none.
+func (p Port) CarrierPoll() time.Duration {
+	if p.CarrierPollMs < 0 {
+		return -1
+	}
+	return time.Duration(cmp.Or(p.CarrierPollMs, DefaultCarrierPollMs)) * time.Millisecond
 }
 
 // SameOpening reports whether p and q open their interface alike (kind,
 // speed, GSO): a port whose opening changes is reopened.
 func (p Port) SameOpening(q Port) bool {
-	return p.Kind == q.Kind && p.SpeedMbps == q.SpeedMbps && p.DisableGSO == q.DisableGSO
+	return p.Kind == q.Kind && p.SpeedMbps == q.SpeedMbps && p.DisableGSO == q.DisableGSO &&
+		p.CarrierPoll() == q.CarrierPoll()
 }
 
 // Service is a built-in responder on the lagg addresses. The limits are
 // 0 for the kind's default (see Budget); each applies to some kinds only.
 type Service struct {
-	Kind string // "tcp-echo", "udp-echo", "tcp-discard" or "http-status"
+	Kind string // "tcp-echo", "udp-echo", "tcp-discard", "http-status" or "iperf3"
 	Port uint16
 	Lagg string // "" = every lagg
 	// MaxConns bounds the connections open at once (TCP kinds).
@@ -244,6 +269,7 @@ const (
 	MaxServiceConns          = 65535
 	MaxIdleTimeout           = 24 * time.Hour
 	MaxRatePerSource         = 1000000
+	DefaultIperf3Port        = 5201 // the port iperf3 -c connects to
 )
 
 // Budget returns s's limits with the kind's default for each one unset.

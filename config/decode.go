@@ -73,6 +73,9 @@ var (
 	spanConns     = span{lo: 1, hi: MaxServiceConns, zeroOK: true}
 	spanIdleS     = span{lo: 1, hi: int64(MaxIdleTimeout / time.Second), zeroOK: true}
 	spanRate      = span{lo: 1, hi: MaxRatePerSource, zeroOK: true}
+
+	// carrier_poll_ms: 0 = off, else a poll interval.
+	spanCarrierPoll = span{lo: 0, hi: MaxCarrierPollMs}
 )
 
 // lacpMultiSpeedKeys are the accepted spellings of multi_speed: ours, the
@@ -88,7 +91,7 @@ var (
 	failoverKeys = []string{"rx_all"}
 	rrKeys       = []string{"stride"}
 	lacpKeys     = append(slices.Clone(lacpMultiSpeedKeys), "max_ports", "rate", "mode", "system_priority", "key", "min_ports", "fallback", "select")
-	portKeys     = []string{"name", "kind", "priority", "speed_mbps", "gso", "disabled"}
+	portKeys     = []string{"name", "kind", "priority", "speed_mbps", "gso", "disabled", "carrier_poll_ms"}
 	serviceKeys  = []string{"kind", "port", "lagg", "max_conns", "max_conns_per_source", "idle_timeout_s", "rate_per_source", "details"}
 )
 
@@ -225,6 +228,9 @@ func (d *decoder) port(p string, t map[string]any) Port {
 	d.boolean(t, p, "gso", &gso)
 	pt.DisableGSO = !gso
 	d.boolean(t, p, "disabled", &pt.Disabled)
+	if setInt(d, t, p, "carrier_poll_ms", spanCarrierPoll, &pt.CarrierPollMs) && pt.CarrierPollMs == 0 {
+		pt.CarrierPollMs = CarrierPollOff
+	}
 	return pt
 }
 

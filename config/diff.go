@@ -146,6 +146,9 @@ func portChange(o, n Port) string {
 	if o.Disabled != n.Disabled {
 		d = append(d, fmt.Sprintf("disabled %v -> %v", o.Disabled, n.Disabled))
 	}
+	if o.CarrierPoll() != n.CarrierPoll() {
+		d = append(d, fmt.Sprintf("carrier_poll_ms %s -> %s", carrierPollWords(o), carrierPollWords(n)))
+	}
 	return strings.Join(d, ", ")
 }
 
@@ -163,6 +166,9 @@ func portWords(p Port) string {
 	}
 	if p.Disabled {
 		s += ", disabled"
+	}
+	if p.CarrierPollMs != 0 {
+		s += ", carrier_poll_ms " + carrierPollWords(p)
 	}
 	return s
 }
@@ -446,4 +452,15 @@ func sortedServices(c *Config) []Service {
 		return cmp.Or(cmp.Compare(x.Kind, y.Kind), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Lagg, y.Lagg))
 	})
 	return s
+}
+
+// carrierPollWords is a port's carrier_poll_ms as written in TOML.
+func carrierPollWords(p Port) string {
+	switch {
+	case p.CarrierPollMs < 0:
+		return "0 (off)"
+	case p.CarrierPollMs == 0:
+		return fmt.Sprintf("%d", DefaultCarrierPollMs)
+	}
+	return fmt.Sprintf("%d", p.CarrierPollMs)
 }

@@ -96,6 +96,9 @@
 //	                                  # userspace, DPDK af_packet); ifconfig: laggport IF -tso
 //	disabled = false                  # true: out of service without leaving the lagg, as if its
 //	                                  # link were down; ifconfig: laggport IF -active | active
+//	carrier_poll_ms = 10              # 0..10000: read the carrier (ETHTOOL_GLINK) this often, so a
+//	                                  # far-end carrier loss fails over in ms, not when the kernel's
+//	                                  # batched link events come; 0 = rtnetlink events only
 //
 //	[[vlan]]                          # an 802.1Q VLAN interface on a lagg (NetBSD's vlan(4));
 //	                                  # ifconfig: vlan100 create, vlan 100 vlanif lagg0, -vlanif
@@ -123,6 +126,7 @@
 //
 //	[[service]]                       # built-in responders on the lagg addresses
 //	kind = "tcp-echo"                 # required: tcp-echo | udp-echo | tcp-discard | http-status (TCP)
+//	                                  # | iperf3 (TCP; port 5201 is iperf3's default; -P up to max_conns_per_source - 1)
 //	port = 7                          # required: 1..65535, one service per TCP or UDP port
 //	lagg = ""                         # only on this lagg's (or VLAN's) addresses; "" = all
 //	max_conns = 256                   # TCP kinds: 1..65535 connections at once; more are reset

@@ -168,7 +168,7 @@ func TestParseErrors(t *testing.T) {
 		{"too many ports", lagg0 + manyPorts(33), []string{`t.toml:99: lagg[0].port[32]: 33 ports; a lagg takes at most 32`}},
 
 		// Services.
-		{"service kind", "[[service]]\nkind = \"ftp\"\nport = 21\n", []string{`t.toml:2: service[0].kind: "ftp" is not one of tcp-echo, udp-echo, tcp-discard, http-status`}},
+		{"service kind", "[[service]]\nkind = \"ftp\"\nport = 21\n", []string{`t.toml:2: service[0].kind: "ftp" is not one of tcp-echo, udp-echo, tcp-discard, http-status, iperf3`}},
 		{"service lagg unknown", lagg0 + "[[service]]\nkind = \"tcp-echo\"\nport = 7\nlagg = \"lagg9\"\n", []string{`t.toml:6: service[0].lagg: no lagg is named "lagg9"`}},
 		{"service duplicate", "[[service]]\nkind = \"tcp-echo\"\nport = 7\n[[service]]\nkind = \"tcp-echo\"\nport = 7\n", []string{`t.toml:6: service[1].port: duplicate of service[0] (tcp-echo on port 7)`}},
 		{"tcp port shared", "[[service]]\nkind = \"tcp-echo\"\nport = 9\n[[service]]\nkind = \"tcp-discard\"\nport = 9\n", []string{`t.toml:6: service[1].port: tcp port 9 is already used by service[0] (tcp-echo)`}},

@@ -165,6 +165,9 @@ func (w *writer) lagg(l *Lagg) {
 		if p.Disabled {
 			w.bool("disabled", true)
 		}
+		if p.CarrierPollMs != 0 {
+			w.int("carrier_poll_ms", int64(max(p.CarrierPollMs, 0)))
+		}
 	}
 }
 

@@ -20,13 +20,13 @@ var (
 	lacpRates    = []string{"fast", "slow"}
 	lacpModes    = []string{"active", "passive"}
 	lacpSelects  = []string{"stable", "bandwidth", "count"}
-	serviceKinds = []string{"tcp-echo", "udp-echo", "tcp-discard", "http-status"}
+	serviceKinds = []string{"tcp-echo", "udp-echo", "tcp-discard", "http-status", "iperf3"}
 )
 
 // transport returns the protocol a service kind listens on, or "".
 func transport(kind string) string {
 	switch kind {
-	case "tcp-echo", "tcp-discard", "http-status":
+	case "tcp-echo", "tcp-discard", "http-status", "iperf3":
 		return "tcp"
 	case "udp-echo":
 		return "udp"
@@ -231,6 +231,9 @@ func (v *checker) ports(p string, l *Lagg, owner map[string]string) {
 			owner[pt.Name] = l.Name
 		}
 		v.oneOf(keyPath(ip, "kind"), pt.Kind, linkep.Kinds())
+		if pt.CarrierPollMs != CarrierPollOff {
+			v.inSpan(keyPath(ip, "carrier_poll_ms"), int64(pt.CarrierPollMs), spanCarrierPoll)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // OpenOptions configure opening a port of any registered kind by name.
@@ -22,6 +23,11 @@ type OpenOptions struct {
 	// back on an interface after a crash); "" is the kind's default
 	// (/run/ulagg for afpacket and tap).
 	RuntimeDir string
+	// CarrierPoll is how often host ports read their carrier directly
+	// (linkep/host carrier_poll.go) instead of waiting for the kernel's
+	// batched link events: 0 is the kind's default (10 ms), negative
+	// means rtnetlink events only.
+	CarrierPoll time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

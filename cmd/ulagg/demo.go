@@ -169,7 +169,7 @@ func (d *demo) start(log *slog.Logger) error {
 	cfg.Laggs = []config.Lagg{lc}
 	// The failover steps probe udp-echo 1,000 times a second from one host:
 	// above the default per-source reply rate, which guards real networks.
-	cfg.Services = []config.Service{{Kind: "tcp-echo", Port: 7}, {Kind: "udp-echo", Port: 7, RatePerSource: 5000}, {Kind: "tcp-discard", Port: 9}}
+	cfg.Services = []config.Service{{Kind: "tcp-echo", Port: 7}, {Kind: "udp-echo", Port: 7, RatePerSource: 5000}, {Kind: "tcp-discard", Port: 9}, {Kind: "iperf3", Port: config.DefaultIperf3Port}}
 	open := func(p config.Port, log *slog.Logger) (linkep.Port, error) {
 		return linkep.Open(p.Kind, p.Name, linkep.OpenOptions{Netns: d.lns, SpeedMbps: p.SpeedMbps, Logger: log})
 	}
@@ -438,7 +438,12 @@ func (d *demo) preempt() error {
 	return nil
 }
 
-func (d *demo) loadbalance() error { return d.spread(config.ProtoLoadBalance, 8) }
+func (d *demo) loadbalance() error {
+	if err := d.spread(config.ProtoLoadBalance, 8); err != nil {
+		return err
+	}
+	return d.iperf3()
+}
 
 func (d *demo) roundrobin() error { return d.spread(config.ProtoRoundRobin, 1) }
 

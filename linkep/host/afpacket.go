@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ulagg/ulagg/linkep"
@@ -85,7 +86,7 @@ var (
 
 func init() {
 	linkep.RegisterKind("afpacket", func(name string, o linkep.OpenOptions) (linkep.Port, error) {
-		return OpenAFPacket(name, AFPacketOptions{DisableGSO: o.DisableGSO, SpeedMbps: o.SpeedMbps, Netns: o.Netns, RuntimeDir: o.RuntimeDir, Logger: o.Logger})
+		return OpenAFPacket(name, AFPacketOptions{DisableGSO: o.DisableGSO, SpeedMbps: o.SpeedMbps, Netns: o.Netns, RuntimeDir: o.RuntimeDir, CarrierPoll: o.CarrierPoll, Logger: o.Logger})
 	})
 }
 
@@ -102,6 +103,9 @@ type AFPacketOptions struct {
 	// RuntimeDir holds the port's state file (what to put back on the
 	// interface after a crash); "" is DefaultRuntimeDir.
 	RuntimeDir string
+	// CarrierPoll: 0 is DefaultCarrierPoll, negative rtnetlink events only
+	// (carrier_poll.go).
+	CarrierPoll time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -127,6 +131,7 @@ func OpenAFPacket(name string, opts AFPacketOptions) (*AFPacket, error) {
 		p.Close()
 		return nil, fmt.Errorf("afpacket %s: %w", name, err)
 	}
+	p.pollCarrier(opts.CarrierPoll)
 	return p, nil
 }
 
@@ -306,6 +311,7 @@ func (p *AFPacket) Close() {
 	if p.rx != nil {
 		p.rx.release()
 	}
+	p.stopCarrierPoll()
 	p.hostLink.close(true)
 }
 

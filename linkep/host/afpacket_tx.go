@@ -1,7 +1,6 @@
 package host
 
 import (
-	"encoding/binary"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -16,16 +15,8 @@ import (
 // space and allocates nothing.
 
 const (
-	afTxBatch   = 16 // frames per sendmmsg
-	afTxIovs    = 16 // iovecs per frame; more views are merged (copied)
-	vnetHdrSize = 10 // struct virtio_net_hdr
-)
-
-// virtio_net.h
-const (
-	vnetFlagNeedsCsum = 1
-	vnetGSOTCPv4      = 1
-	vnetGSOTCPv6      = 4
+	afTxBatch = 16 // frames per sendmmsg
+	afTxIovs  = 16 // iovecs per frame; more views are merged (copied)
 )
 
 type afTxScratch struct {
@@ -59,16 +50,7 @@ func writeFrames(fd int, vnet bool, pkts []*stack.PacketBuffer) (int, tcpip.Erro
 				}
 				iov = append(iov, rawfile.IovecFromBytes(s.vnet[i][:]))
 			}
-			views, off := pkt.AsViewList()
-			for v := views.Front(); v != nil; v = v.Next() {
-				b := v.AsSlice()
-				if off >= len(b) {
-					off -= len(b)
-					continue
-				}
-				iov = rawfile.AppendIovecFromBytes(iov, b[off:], afTxIovs)
-				off = 0
-			}
+			iov = appendFrameIovecs(iov, pkt, afTxIovs)
 			s.hdrs[i] = rawfile.MMsgHdr{}
 			s.hdrs[i].Msg.Iov = &s.iovs[i][0]
 			s.hdrs[i].Msg.SetIovlen(len(iov))
@@ -84,31 +66,4 @@ func writeFrames(fd int, vnet bool, pkts []*stack.PacketBuffer) (int, tcpip.Erro
 		}
 	}
 	return sent, nil
-}
-
-// fillVnetHdr writes pkt's virtio-net header as fdbased does for host GSO.
-func fillVnetHdr(h *[vnetHdrSize]byte, pkt *stack.PacketBuffer) bool {
-	*h = [vnetHdrSize]byte{}
-	gso := &pkt.GSOOptions
-	if gso.Type == stack.GSONone {
-		return true
-	}
-	binary.LittleEndian.PutUint16(h[2:], uint16(pkt.HeaderSize())) // hdr_len
-	if gso.NeedsCsum {
-		h[0] = vnetFlagNeedsCsum
-		binary.LittleEndian.PutUint16(h[6:], ethHdrSize+gso.L3HdrLen) // csum_start
-		binary.LittleEndian.PutUint16(h[8:], gso.CsumOffset)          // csum_offset
-	}
-	if pkt.Data().Size() > int(gso.MSS) {
-		switch gso.Type {
-		case stack.GSOTCPv4:
-			h[1] = vnetGSOTCPv4
-		case stack.GSOTCPv6:
-			h[1] = vnetGSOTCPv6
-		default:
-			return false
-		}
-		binary.LittleEndian.PutUint16(h[4:], gso.MSS) // gso_size
-	}
-	return true
 }

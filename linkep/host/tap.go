@@ -4,17 +4,18 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/songgao/water"
 	"github.com/ulagg/ulagg/linkep"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/rawfile"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -26,17 +27,25 @@ import (
 //
 // RX does not use fdbased: a TAP fd is not a socket, so fdbased would use its
 // readv dispatcher, which stops for good at the first unicast frame for
-// another MAC at the pinned gVisor version. A read goroutine reads each frame
-// into a pooled buffer, drops unicast for other MACs (counted in Foreign) and
+// another MAC at the pinned gVisor version. A read goroutine readvs each frame
+// into pooled views, drops unicast for other MACs (counted in Foreign) and
 // delivers the rest. TX is a writev per frame from a preallocated iovec array.
-// A TAP has no vnet header here, so no GSO.
+//
+// Unless DisableGSO, the TAP is reopened with a virtio-net header and
+// offloads (tap_vnet.go): the port offers host GSO as AFPacket does, and the
+// kernel hands it partially checksummed frames and TCP super-frames up to
+// 64 KB, which gVisor takes whole, as AFPacket's GRO'd frames.
 type TAP struct {
 	*hostLink
 
 	ifce    *water.Interface
-	file    *os.File
-	fd      int  // ifce's descriptor, for writev
-	created bool // ulagg created the TAP: it disappears when the fd closes
+	file    *os.File // water's, or ours with a vnet header
+	fd      int      // file's descriptor, for writev
+	rc      syscall.RawConn
+	created bool   // ulagg created the TAP: it disappears when the fd closes
+	vnet    bool   // frames carry a virtio-net header both ways
+	gsoMax  uint32 // 0 without vnet
+	rx      *tapRx // the read goroutine's alone
 
 	// Foreign counts unicast frames for another MAC, dropped.
 	Foreign atomic.Uint64
@@ -62,6 +71,8 @@ type TAP struct {
 	txClosed bool
 	// +checklocks:txMu
 	iov [64]unix.Iovec
+	// +checklocks:txMu
+	vnetHdr [vnetHdrSize]byte
 }
 
 var (
@@ -72,14 +83,20 @@ var (
 
 func init() {
 	linkep.RegisterKind("tap", func(name string, o linkep.OpenOptions) (linkep.Port, error) {
-		return OpenTAP(name, TAPOptions{SpeedMbps: o.SpeedMbps, Netns: o.Netns, RuntimeDir: o.RuntimeDir, Logger: o.Logger})
+		return OpenTAP(name, TAPOptions{DisableGSO: o.DisableGSO, SpeedMbps: o.SpeedMbps, Netns: o.Netns, RuntimeDir: o.RuntimeDir, CarrierPoll: o.CarrierPoll, Logger: o.Logger})
 	})
 }
 
 // TAPOptions configures OpenTAP.
 type TAPOptions struct {
+	// DisableGSO keeps water's plain TAP fd (no virtio-net header), so
+	// the port offers no host GSO and the kernel sends it neither TSO
+	// super-frames nor partial checksums.
+	DisableGSO bool
 	// SpeedMbps overrides the speed read through ethtool (a TAP says 10).
 	SpeedMbps uint64
+	// CarrierPoll: 0 is DefaultCarrierPoll, negative rtnetlink events only.
+	CarrierPoll time.Duration
 	// Netns is the network namespace of the TAP: "" for the calling
 	// thread's, a name from /var/run/netns, or a path.
 	Netns string
@@ -99,11 +116,12 @@ func OpenTAP(name string, opts TAPOptions) (*TAP, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &TAP{hostLink: h, fd: -1}
+	t := &TAP{hostLink: h, fd: -1, vnet: !opts.DisableGSO}
 	if err := t.open(); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("tap %s: %w", name, err)
 	}
+	t.pollCarrier(opts.CarrierPoll)
 	return t, nil
 }
 
@@ -123,23 +141,44 @@ func (t *TAP) open() error {
 		var err error
 		t.ifce, err = waterNew(water.Config{
 			DeviceType: water.TAP,
-			// water always sets TUNSETPERSIST: keep an existing TAP persistent.
-			PlatformSpecificParams: water.PlatformSpecificParams{Name: t.name, Persist: !t.created},
+			// water always sets TUNSETPERSIST: keep an existing TAP
+			// persistent, and a created one until the vnet reopen.
+			PlatformSpecificParams: water.PlatformSpecificParams{Name: t.name, Persist: !t.created || t.vnet},
 		})
+		if err != nil || !t.vnet {
+			return err
+		}
+		// water's queue must go before ours can attach (tap_vnet.go).
+		t.ifce.Close()
+		t.ifce = nil
+		t.file, err = openTunVnet(t.name, !t.created)
+		if err != nil && t.created {
+			// Persistent until now: remove it by hand.
+			if l, lerr := t.nl.LinkByName(t.name); lerr == nil {
+				_ = t.nl.LinkDel(l)
+			}
+		}
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
 	}
-	f, ok := t.ifce.ReadWriteCloser.(*os.File)
-	if !ok {
-		return errors.New("water returned no *os.File")
+	if t.ifce != nil {
+		f, ok := t.ifce.ReadWriteCloser.(*os.File)
+		if !ok {
+			return errors.New("water returned no *os.File")
+		}
+		t.file = f
 	}
-	t.file = f
-	rc, err := f.SyscallConn()
+	if t.vnet {
+		t.gsoMax = afGSOMax
+	}
+	t.rx = newTapRx(t.vnet)
+	rc, err := t.file.SyscallConn()
 	if err != nil {
 		return err
 	}
+	t.rc = rc
 	// Not f.Fd(): it would make the descriptor blocking.
 	if err := rc.Control(func(fd uintptr) {
 		t.fd = int(fd)
@@ -196,12 +235,26 @@ func (t *TAP) Attach(d stack.NetworkDispatcher) {
 // routineRead reads frames until stop is closed or the TAP fails.
 func (t *TAP) routineRead(d stack.NetworkDispatcher, stop chan struct{}) {
 	defer t.wg.Done()
+	r := t.rx
+	defer r.release()
 	for {
-		// Room for an MTU-sized frame plus a VLAN tag; the pool rounds up.
-		v := buffer.NewViewSize(int(t.MTU()) + ethHdrSize + 4)
-		n, err := t.file.Read(v.AsSlice())
+		r.refill()
+		err := t.rc.Read(r.readFn)
+		switch {
+		case err != nil:
+		case r.errno == unix.EINTR:
+			continue
+		case r.errno == unix.EINVAL || r.errno == unix.EFAULT:
+			// The frame did not fit the buffer; the kernel dropped it.
+			t.RxErrors.Add(1)
+			continue
+		case r.errno != 0:
+			err = r.errno
+		}
+		if err == nil && r.n == 0 {
+			err = io.EOF
+		}
 		if err != nil {
-			v.Release()
 			select {
 			case <-stop:
 				return
@@ -218,42 +271,46 @@ func (t *TAP) routineRead(d stack.NetworkDispatcher, stop chan struct{}) {
 			t.log.Warn("TAP read failed, receive stopped", "err", err)
 			return
 		}
-		v.CapLength(n)
-		t.deliver(d, v)
+		t.deliver(d, r, r.n)
 	}
 }
 
-// deliver hands the frame in v to d; v's ownership passes to the packet.
-func (t *TAP) deliver(d stack.NetworkDispatcher, v *buffer.View) {
-	b := v.AsSlice()
-	if len(b) < ethHdrSize {
-		v.Release()
+// deliver hands the n bytes r read (vnet header included) to d as a packet,
+// which takes the views it fills; a dropped frame leaves them in r.
+func (t *TAP) deliver(d stack.NetworkDispatcher, r *tapRx, n int) {
+	var vnetFlags byte
+	if r.vnet {
+		n -= vnetHdrSize
+		vnetFlags = r.slot.vnet[0]
+	}
+	if n < ethHdrSize || n > tapRxCap {
 		t.RxErrors.Add(1)
 		return
 	}
-	dst := b[:header.EthernetAddressSize]
+	dst := r.slot.views[0].AsSlice()[afRxHeadroom:][:header.EthernetAddressSize]
 	ownMAC := false // marked PacketOtherHost (linkep.Port's contract)
 	if dst[0]&1 == 0 && string(dst) != string(*t.addr.Load()) {
 		if string(dst) != string(t.own) {
-			v.Release()
 			t.Foreign.Add(1)
 			return
 		}
 		ownMAC = true
 	}
-	proto := header.Ethernet(b).Type()
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: r.slot.take(n, 0, 0)})
+	// The kernel says the checksum is good or left for us to trust
+	// (partial, as on a TSO super-frame).
+	pkt.RXChecksumValidated = vnetFlags&(vnetFlagNeedsCsum|vnetFlagDataValid) != 0
+	linkep.ParseEthernetHeader(pkt) // n >= ethHdrSize
 	if ownMAC {
 		pkt.PktType = tcpip.PacketOtherHost
 	}
-	pkt.LinkHeader().Consume(ethHdrSize)
-	pkt.NetworkProtocolNumber = proto
-	d.DeliverNetworkPacket(proto, pkt)
+	d.DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
 	pkt.DecRef()
 }
 
 // WritePackets implements stack.LinkEndpoint.WritePackets: one writev per
-// frame. The caller keeps its references.
+// frame, virtio-net header first when the TAP has one. The caller keeps its
+// references.
 func (t *TAP) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	t.txMu.Lock()
 	defer t.txMu.Unlock()
@@ -273,18 +330,15 @@ func (t *TAP) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 // +checklocks:t.txMu
 func (t *TAP) writeLocked(pkt *stack.PacketBuffer) tcpip.Error {
 	iov := t.iov[:0]
-	views, off := pkt.AsViewList()
-	for v := views.Front(); v != nil; v = v.Next() {
-		b := v.AsSlice()
-		if off >= len(b) {
-			off -= len(b)
-			continue
+	if t.vnet {
+		if !fillVnetHdr(&t.vnetHdr, pkt) {
+			return &tcpip.ErrNotSupported{}
 		}
-		// Past cap(iov) the rest is merged into the last iovec (a copy).
-		iov = rawfile.AppendIovecFromBytes(iov, b[off:], cap(iov))
-		off = 0
+		iov = append(iov, rawfile.IovecFromBytes(t.vnetHdr[:]))
 	}
-	if len(iov) == 0 {
+	hdr := len(iov)
+	iov = appendFrameIovecs(iov, pkt, cap(iov))
+	if len(iov) == hdr {
 		return nil
 	}
 	errno := rawfile.NonBlockingWriteIovec(t.fd, iov)
@@ -321,11 +375,14 @@ func (t *TAP) Close() {
 	t.txClosed = true
 	t.txMu.Unlock()
 	// Stop watching first: closing a created TAP deletes it, which is no news.
+	t.stopCarrierPoll()
 	if t.unwatch != nil {
 		t.unwatch()
 		t.unwatch = nil
 	}
-	if t.ifce != nil {
+	if t.file != nil {
+		t.file.Close() // water's or ours (water's Close closes just it)
+	} else if t.ifce != nil {
 		t.ifce.Close()
 	}
 	t.hostLink.close(!t.created)
@@ -343,7 +400,13 @@ func (t *TAP) LinkAddress() tcpip.LinkAddress {
 func (t *TAP) SetLinkAddress(addr tcpip.LinkAddress) { t.setAddr(addr) }
 
 // GSOMaxSize implements stack.GSOEndpoint.
-func (*TAP) GSOMaxSize() uint32 { return 0 }
+func (t *TAP) GSOMaxSize() uint32 { return t.gsoMax }
 
-// SupportedGSO implements stack.GSOEndpoint.
-func (*TAP) SupportedGSO() stack.SupportedGSO { return stack.GSONotSupported }
+// SupportedGSO implements stack.GSOEndpoint: host GSO through the
+// virtio-net header, unless DisableGSO.
+func (t *TAP) SupportedGSO() stack.SupportedGSO {
+	if t.gsoMax == 0 {
+		return stack.GSONotSupported
+	}
+	return stack.HostGSOSupported
+}

@@ -218,9 +218,10 @@ func (w *linkWatcher) remove(r *linkWatch) {
 	}
 }
 
-// linkIsUp is the port link state: admin up, carrier, and an operational
-// state that lets traffic through (IFF_RUNNING: operstate UP or UNKNOWN).
+// linkIsUp is the port link state: admin up and carrier. Not IFF_RUNNING:
+// the kernel sets it only when linkwatch runs, up to a second after the
+// carrier came (the carrier poller reads the same two flags).
 func linkIsUp(a *netlink.LinkAttrs) bool {
-	const want = unix.IFF_UP | unix.IFF_LOWER_UP | unix.IFF_RUNNING
+	const want = unix.IFF_UP | unix.IFF_LOWER_UP
 	return a.RawFlags&want == want
 }

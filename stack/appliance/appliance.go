@@ -221,7 +221,7 @@ func OpenHostPort(p config.Port, log *slog.Logger) (linkep.Port, error) {
 // and adds its own (a network namespace). What config.Port.SameOpening
 // compares is what this passes on.
 func PortOpenOptions(p config.Port, log *slog.Logger) linkep.OpenOptions {
-	return linkep.OpenOptions{SpeedMbps: p.SpeedMbps, DisableGSO: p.DisableGSO, Logger: log}
+	return linkep.OpenOptions{SpeedMbps: p.SpeedMbps, DisableGSO: p.DisableGSO, CarrierPoll: p.CarrierPoll(), Logger: log}
 }
 
 // Stack returns the gVisor stack.

@@ -102,6 +102,9 @@ type ServiceStats struct {
 	// Limited counts udp-echo datagrams over rate_per_source, not
 	// answered.
 	Limited atomic.Uint64
+	// Malformed counts iperf3 connections closed for a bad cookie or
+	// message (services_iperf3.go).
+	Malformed atomic.Uint64
 }
 
 // apply starts the services in want that are not running and stops the
@@ -178,6 +181,14 @@ func (ss *services) start(c config.Service, nics map[string]tcpip.NICID) (*servi
 		svc.pc = pc
 		svc.wg.Add(1)
 		go svc.routineUDPEcho()
+	case "iperf3":
+		ln, err := listenService(ss.a.s, addr, svc)
+		if err != nil {
+			return nil, err
+		}
+		svc.ln = ln
+		svc.wg.Add(1)
+		go newIperf3Server(svc).routineAccept()
 	case "tcp-echo", "tcp-discard", "http-status":
 		ln, err := listenService(ss.a.s, addr, svc)
 		if err != nil {
@@ -302,7 +313,9 @@ type svcListener struct {
 // data (echo waits for the client to read its answer; http-status answers):
 // those get small fixed buffers. tcp-discard reads and drops at once, so it
 // keeps the stack's default windows and the link's full speed.
-func (svc *service) holdsData() bool { return svc.cfg.Kind != "tcp-discard" }
+func (svc *service) holdsData() bool {
+	return svc.cfg.Kind != "tcp-discard" && svc.cfg.Kind != "iperf3" // iperf3: reads or sends at once, like discard
+}
 
 func listenService(s *gstack.Stack, addr tcpip.FullAddress, svc *service) (*svcListener, error) {
 	l := &svcListener{svc: svc, s: s, cancel: make(chan struct{})}
