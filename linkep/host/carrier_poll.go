@@ -318,6 +318,24 @@ func readCarrier(fd int, e *ethtoolIfreq) (up bool, err error) {
 	return e.val.data != 0, nil
 }
 
+// readCarrierNow reads the port's carrier at once if the poller watches
+// it; ok is false otherwise (not polled, or the read failed).
+func (h *hostLink) readCarrierNow() (up, ok bool) {
+	p := &carrierPoller
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.watches[h]
+	if w == nil {
+		return false, false
+	}
+	g := p.ns[w.key]
+	if g == nil {
+		return false, false
+	}
+	up, err := readCarrier(g.fd, w.ifr)
+	return up, err == nil
+}
+
 // setLinkUp records the link state one path (rtnetlink or the poller) saw
 // and tells the lagg if it changed.
 func (h *hostLink) setLinkUp(up bool) {

@@ -228,6 +228,15 @@ func (h *hostLink) onUpdate(u netlink.LinkUpdate) {
 		speed bool
 		mtu   bool
 	)
+	// A notification's flags are those of when linkwatch sent it, which
+	// may be before a change the carrier poller has seen since: a polled
+	// port takes its link state from a read of the carrier now, so a late
+	// notification cannot flip it back (and the poller, which reports only
+	// what differs from its last read, would not flip it again).
+	var carrier, polled bool
+	if u.Header.Type != unix.RTM_DELLINK {
+		carrier, polled = h.readCarrierNow()
+	}
 	h.mu.Lock()
 	if h.closed || h.gone {
 		h.mu.Unlock()
@@ -243,7 +252,11 @@ func (h *hostLink) onUpdate(u netlink.LinkUpdate) {
 		evs[n] = linkep.Event{Kind: linkep.Gone}
 		n++
 	} else if a := u.Link.Attrs(); a != nil {
-		if up := linkIsUp(a); up != h.up {
+		up := linkIsUp(a)
+		if polled {
+			up = carrier
+		}
+		if up != h.up {
 			h.up = up
 			speed = up // renegotiated links may change speed
 			evs[n] = linkep.Event{Kind: linkep.LinkChanged, Up: up}
