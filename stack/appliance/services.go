@@ -188,7 +188,7 @@ func (ss *services) start(c config.Service, nics map[string]tcpip.NICID) (*servi
 		}
 		svc.ln = ln
 		svc.wg.Add(1)
-		go newIperf3Server(svc).routineAccept()
+		go svc.routineAccept(newIperf3Server(svc).routineConn)
 	case "tcp-echo", "tcp-discard", "http-status":
 		ln, err := listenService(ss.a.s, addr, svc)
 		if err != nil {
@@ -215,7 +215,7 @@ func (ss *services) start(c config.Service, nics map[string]tcpip.NICID) (*servi
 					"port", c.Port, "lagg", c.Lagg)
 			}
 		} else {
-			go svc.routineAccept()
+			go svc.routineAccept(svc.routineConn)
 		}
 	default:
 		return nil, fmt.Errorf("unknown service kind %q", c.Kind)
@@ -468,6 +468,9 @@ type svcConn struct {
 	// The times the read and write deadlines were last set (unix
 	// nanoseconds): they are moved only every timeout/svcDeadlineSlop.
 	readArmed, writeArmed int64
+	// accepted numbers the connection in accept order (routineAccept):
+	// iperf3 numbers its streams in the order the client connected them.
+	accepted uint64
 }
 
 // Close closes the connection and releases its place in the limits.
@@ -520,14 +523,17 @@ func (c *svcConn) armWrite(now time.Time, timeout time.Duration) {
 	}
 }
 
-func (svc *service) routineAccept() {
+// routineAccept accepts connections until the listener closes, each served
+// by serve on a goroutine of its own that svc.wg tracks (serve calls Done).
+func (svc *service) routineAccept(serve func(*svcConn)) {
 	defer svc.wg.Done()
-	for {
+	for n := uint64(1); ; n++ {
 		nc, err := svc.ln.Accept()
 		if err != nil {
 			return
 		}
 		c := nc.(*svcConn)
+		c.accepted = n
 		svc.connMu.Lock()
 		if svc.stopping {
 			// Accepted as stop closed the listener: stop has already
@@ -538,7 +544,7 @@ func (svc *service) routineAccept() {
 		}
 		svc.wg.Add(1)
 		svc.connMu.Unlock()
-		go svc.routineConn(c)
+		go serve(c)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,27 +127,6 @@ func (s *iperf3Server) maxStreams() int {
 	return max(1, min(iperf3MaxStreams, s.svc.budget.MaxConnsPerSource-1))
 }
 
-func (s *iperf3Server) routineAccept() {
-	svc := s.svc
-	defer svc.wg.Done()
-	for {
-		nc, err := svc.ln.Accept()
-		if err != nil {
-			return
-		}
-		c := nc.(*svcConn)
-		svc.connMu.Lock()
-		if svc.stopping {
-			svc.connMu.Unlock()
-			_ = c.Close()
-			return
-		}
-		svc.wg.Add(1)
-		svc.connMu.Unlock()
-		go s.routineConn(c)
-	}
-}
-
 // routineConn reads a new connection's cookie and makes it the control
 // connection of a new test, a stream of the test in progress, or turns it
 // away as busy.
@@ -189,7 +169,13 @@ func (t *iperf3Test) addStream(c *svcConn) bool {
 	if t.want == 0 {
 		return false
 	}
-	t.streams = append(t.streams, c)
+	// In accept order, which is the client's connect order: the goroutines
+	// that read the cookies may finish in any order.
+	i := len(t.streams)
+	for i > 0 && t.streams[i-1].accepted > c.accepted {
+		i--
+	}
+	t.streams = slices.Insert(t.streams, i, c)
 	if t.want--; t.want == 0 {
 		close(t.ready)
 	}
@@ -339,6 +325,8 @@ func (s *iperf3Server) converse(ctrl *svcConn, t *iperf3Test) error {
 	// as the client does.
 	base := make([]atomic.Uint64, len(streams))
 	omit := time.Duration(min(max(p.Omit, 0), 3600)) * time.Second
+	// With no -O nothing is omitted: a timer of 0 would still fire a
+	// little later, after the streams had counted some bytes.
 	var omitted atomic.Bool
 	omitTimer := time.AfterFunc(omit, func() {
 		for i := range counts {
@@ -346,6 +334,9 @@ func (s *iperf3Server) converse(ctrl *svcConn, t *iperf3Test) error {
 		}
 		omitted.Store(true)
 	})
+	if omit == 0 {
+		omitTimer.Stop()
+	}
 	defer omitTimer.Stop()
 	var wg sync.WaitGroup
 	for i, c := range streams {
