@@ -13,8 +13,6 @@ import (
 	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/stack/appliance"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // carrierTopo is newTopo with veths whose two ends have equal ifindexes:
@@ -60,35 +58,6 @@ func withCarrierPoll(lc config.Lagg, ms int) config.Lagg {
 		}
 	}
 	return lc
-}
-
-// setFar sets dev in namespace ns (the far end of a port) up or down with
-// a netlink request and returns the time just before the request.
-func setFar(t testing.TB, ns, dev string, up bool) time.Time {
-	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	link, err := nl.LinkByName(dev)
-	if err != nil {
-		t.Fatalf("%s in %s: %v", dev, ns, err)
-	}
-	start := time.Now()
-	set := nl.LinkSetDown
-	if up {
-		set = nl.LinkSetUp
-	}
-	if err := set(link); err != nil {
-		t.Fatalf("set %s up=%v: %v", dev, up, err)
-	}
-	return start
 }
 
 // firstFrameOn waits until the lagg transmits on port (TxPort) and that
@@ -155,11 +124,11 @@ func TestCarrierFarEnd(t *testing.T) {
 					t.Fatalf("pull %d: transmitting on %q, want %s", i, got, tp.ports[0])
 				}
 				tx := txFrames(ap.l, tp.ports[1])
-				start := setFar(t, tp.host, tp.peers[0], false)
+				start := setAdmin(t, tp.host, tp.peers[0], false)
 				fail = append(fail, firstFrameOn(t, ap.l, tp.ports[1], tx, start))
 				time.Sleep(50 * time.Millisecond)
 				tx = txFrames(ap.l, tp.ports[0])
-				start = setFar(t, tp.host, tp.peers[0], true)
+				start = setAdmin(t, tp.host, tp.peers[0], true)
 				preempt = append(preempt, firstFrameOn(t, ap.l, tp.ports[0], tx, start))
 				time.Sleep(50 * time.Millisecond)
 			}

@@ -418,7 +418,11 @@ func pullActive(t testing.TB, ns string, l *lagg.Lagg) failoverSample {
 
 // linkDown sets dev in namespace ns admin down with a netlink request and
 // returns the time just before the request was sent.
-func linkDown(t testing.TB, ns, dev string) time.Time {
+func linkDown(t testing.TB, ns, dev string) time.Time { return setAdmin(t, ns, dev, false) }
+
+// setAdmin sets dev in namespace ns admin up or down with a netlink request
+// and returns the time just before the request was sent.
+func setAdmin(t testing.TB, ns, dev string, up bool) time.Time {
 	t.Helper()
 	h, err := netns.GetFromName(ns)
 	if err != nil {
@@ -435,8 +439,12 @@ func linkDown(t testing.TB, ns, dev string) time.Time {
 		t.Fatalf("%s in %s: %v", dev, ns, err)
 	}
 	start := time.Now()
-	if err := nl.LinkSetDown(link); err != nil {
-		t.Fatalf("set %s down: %v", dev, err)
+	set := nl.LinkSetDown
+	if up {
+		set = nl.LinkSetUp
+	}
+	if err := set(link); err != nil {
+		t.Fatalf("set %s up=%v: %v", dev, up, err)
 	}
 	return start
 }

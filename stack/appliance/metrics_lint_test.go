@@ -35,9 +35,10 @@ func scrapeText(t *testing.T, m *appliance.MetricsServer) []byte {
 	return b
 }
 
-// lintRig runs a LACP lagg (so that every family, LACP ones included, has
-// series) with metrics, and returns a scrape.
-func lintRig(t *testing.T) []byte {
+// lacpMetrics runs a LACP lagg (so that every family, LACP ones included,
+// has series) with metrics, both ports distributing, and returns its
+// metrics server.
+func lacpMetrics(t *testing.T) *appliance.MetricsServer {
 	t.Helper()
 	r := newCtlRig(t, `
 [[lagg]]
@@ -60,13 +61,13 @@ kind = "wire"
 		st := r.a.Lagg("lagg0").Status()
 		return st.LACP != nil && st.LACP.Distributing == 2
 	})
-	return scrapeText(t, m)
+	return m
 }
 
 // TestMetricsPromlint is `promtool check metrics` on a live scrape: every
 // name, unit, help text and counter suffix as Prometheus wants them.
 func TestMetricsPromlint(t *testing.T) {
-	text := lintRig(t)
+	text := scrapeText(t, lacpMetrics(t))
 	problems, err := promlint.New(bytes.NewReader(text)).Lint()
 	if err != nil {
 		t.Fatalf("promlint: %v", err)

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
 
@@ -180,28 +179,7 @@ func TestMetricsFailover(t *testing.T) {
 }
 
 func TestMetricsLACP(t *testing.T) {
-	r := newCtlRig(t, `
-[[lagg]]
-name = "lagg0"
-proto = "lacp"
-addresses = ["192.168.1.1/24"]
-[[lagg.port]]
-name = "wm0"
-kind = "wire"
-[[lagg.port]]
-name = "wm1"
-kind = "wire"
-`, "lacp", "wm0", "wm1")
-	m, err := appliance.ListenMetrics(r.a, "127.0.0.1:0", r.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	testkit.WaitFor(t, 30*time.Second, "both ports distributing", func() bool {
-		st := r.a.Lagg("lagg0").Status()
-		return st.LACP != nil && st.LACP.Distributing == 2
-	})
-	f := scrape(t, m)
+	f := scrape(t, lacpMetrics(t))
 	for _, c := range []struct {
 		name   string
 		labels []string
