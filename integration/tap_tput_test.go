@@ -40,7 +40,7 @@ func TestThroughputTAP(t *testing.T) {
 			var runs, cpus []float64
 			for range 3 {
 				c0 := cpuTime()
-				mbps := measureCell(t, ap.a.Stack(), ns, k2g, 1, cell)
+				mbps := measureCell(t, gvisorSide(t, ap.a.Stack()), ns, k2g, 1, cell).mbps
 				// Warm-up and teardown included: an upper bound.
 				cpus = append(cpus, (cpuTime()-c0).Seconds()/(mbps*cell.Seconds()/1e3))
 				runs = append(runs, mbps)

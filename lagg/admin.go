@@ -129,6 +129,7 @@ func (c Counters) since(base Counters) Counters {
 	out := Counters{
 		RxFrames: sub(c.RxFrames, base.RxFrames), RxBytes: sub(c.RxBytes, base.RxBytes),
 		TxFrames: sub(c.TxFrames, base.TxFrames), TxBytes: sub(c.TxBytes, base.TxBytes),
+		TxWaits: sub(c.TxWaits, base.TxWaits),
 	}
 	for k, v := range c.Drops {
 		if n := sub(v, base.Drops[k]); n != 0 {

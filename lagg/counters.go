@@ -21,11 +21,12 @@ const (
 	DropVLAN                               // 802.1Q/802.1ad-tagged frame: no VLAN is configured on the lagg
 	DropChecksum                           // IPv4 header, TCP or UDP checksum wrong (verified in software)
 	DropForeignMAC                         // unicast for a port's own MAC that is no link monitor reply (monitor.go)
+	DropTxQueueFull                        // transmit with the port's backpressure queue full (backpressure.go)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{"no-port", "inactive-port", "tx-error", "not-attached", "control-queue-full", "control-frame",
-	"control-malformed", "vlan", "checksum", "foreign-mac"}
+	"control-malformed", "vlan", "checksum", "foreign-mac", "tx-queue-full"}
 
 func (r DropReason) String() string {
 	if r >= 0 && r < numDropReasons {
@@ -40,6 +41,9 @@ func (r DropReason) String() string {
 type counters struct {
 	rxFrames, rxBytes, txFrames, txBytes atomic.Uint64
 	drops                                [numDropReasons]atomic.Uint64
+	// txWaits counts pauses for a port whose queue was full
+	// (backpressure.go).
+	txWaits atomic.Uint64
 }
 
 func (c *counters) rx(bytes int) {
@@ -61,6 +65,7 @@ func (c *counters) add(o *counters) {
 	c.rxBytes.Add(o.rxBytes.Load())
 	c.txFrames.Add(o.txFrames.Load())
 	c.txBytes.Add(o.txBytes.Load())
+	c.txWaits.Add(o.txWaits.Load())
 	for i := range c.drops {
 		c.drops[i].Add(o.drops[i].Load())
 	}
@@ -70,12 +75,16 @@ func (c *counters) add(o *counters) {
 type Counters struct {
 	RxFrames, RxBytes, TxFrames, TxBytes uint64
 	Drops                                map[string]uint64 // by DropReason name; zero reasons omitted
+	// TxWaits counts the pauses for a port whose queue was full: frames
+	// delayed, not dropped (backpressure.go).
+	TxWaits uint64
 }
 
 func (c *counters) snapshot() Counters {
 	s := Counters{
 		RxFrames: c.rxFrames.Load(), RxBytes: c.rxBytes.Load(),
 		TxFrames: c.txFrames.Load(), TxBytes: c.txBytes.Load(),
+		TxWaits: c.txWaits.Load(),
 	}
 	for i := range c.drops {
 		if n := c.drops[i].Load(); n != 0 {
@@ -94,6 +103,7 @@ func (c *Counters) merge(o Counters) {
 	c.RxBytes += o.RxBytes
 	c.TxFrames += o.TxFrames
 	c.TxBytes += o.TxBytes
+	c.TxWaits += o.TxWaits
 	for k, v := range o.Drops {
 		if c.Drops == nil {
 			c.Drops = make(map[string]uint64)

@@ -40,28 +40,48 @@ func (l *Lagg) SelectTxPort(pkt *stack.PacketBuffer) string {
 }
 
 // write sends pkts on this port and counts them. The caller keeps its
-// references.
+// references. Frames the port has no room for now wait in its
+// backpressure queue (backpressure.go) and count as sent.
 func (p *port) write(s *snapshot, pkts stack.PacketBufferList) (int, tcpip.Error) {
-	bytes := 0
-	for _, pkt := range pkts.AsSlice() {
-		bytes += pkt.Size()
-	}
+	all := pkts.AsSlice()
 	if cs := p.l.capture.cur.Load(); cs != nil {
-		for _, pkt := range pkts.AsSlice() {
+		for _, pkt := range all {
 			cs.deliver(p, Out, pkt)
 		}
 	}
+	if p.txq.held.Load() { // frames wait for room: these queue behind them
+		return p.holdRest(all)
+	}
 	n, err := p.child.WritePackets(pkts)
 	if n > 0 {
+		bytes := 0
+		for _, pkt := range all[:n] {
+			bytes += pkt.Size()
+		}
 		p.ctr.tx(n, bytes)
 		if fc := s.failover; fc != nil && fc.port == p && !fc.done.Load() && fc.done.CompareAndSwap(false, true) {
 			p.l.failoverDone(fc)
 		}
 	}
 	if err != nil {
-		p.ctr.drop(DropTxError, pkts.Len()-n)
+		if queueFull(err) {
+			held, herr := p.holdRest(all[n:])
+			return n + held, herr
+		}
+		p.ctr.drop(DropTxError, len(all)-n)
 	}
 	return n, err
+}
+
+// holdRest queues frames behind those waiting for room on the port and
+// returns how many it took; the rest are dropped and counted.
+func (p *port) holdRest(frames []*stack.PacketBuffer) (int, tcpip.Error) {
+	held := p.hold(frames)
+	if held < len(frames) {
+		p.ctr.drop(DropTxQueueFull, len(frames)-held)
+		return held, &tcpip.ErrNoBufferSpace{}
+	}
+	return held, nil
 }
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher: the per-frame

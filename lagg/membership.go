@@ -198,6 +198,7 @@ func (l *Lagg) releasePort(p *port) {
 	// Attach(nil) of the whole lagg may be detaching this port right now;
 	// closing it under that detach is not allowed.
 	l.detaching.Wait()
+	p.closeTxQueue()
 	p.child.Wait()
 	p.child.SetLinkAddress(p.origMAC)
 	if p.origMTU != 0 && p.child.MTU() != p.origMTU {

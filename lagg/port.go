@@ -24,6 +24,7 @@ type port struct {
 	origMTU  uint32
 
 	ctr counters // the data path's, atomics
+	txq txQueue  // frames waiting for room on the port (backpressure.go)
 
 	// The control path's: read and written with l.mu held (protocols get
 	// ports only inside calls made under it).

@@ -94,6 +94,7 @@ type countersJSON struct {
 	TxFrames uint64            `json:"tx_frames"`
 	TxBytes  uint64            `json:"tx_bytes"`
 	Drops    map[string]uint64 `json:"drops"`
+	TxWaits  uint64            `json:"tx_waits"`
 }
 
 // MarshalJSON implements json.Marshaler: snake_case keys, drops {} when

@@ -71,7 +71,7 @@ func TestStatusMarshal(t *testing.T) {
 	got := string(b)
 	for _, want := range []string{
 		`"mac":"be:63:50:01:02:03"`,
-		`"counters":{"rx_frames":3,"rx_bytes":0,"tx_frames":0,"tx_bytes":0,"drops":{}}`,
+		`"counters":{"rx_frames":3,"rx_bytes":0,"tx_frames":0,"tx_bytes":0,"drops":{},"tx_waits":0}`,
 		`"flags":{"value":28,"names":["ACTIVE","COLLECTING","DISTRIBUTING"]}`,
 		`"state":{"value":9,"names":["ACTIVITY","SYNC"]}`,
 		`"actor":{"system_priority":32768,"system":"be:63:50:01:02:03","key":1}`,

@@ -238,6 +238,9 @@ func formatCounters(b *strings.Builder, indent string, c lagg.Counters) {
 		}
 		fmt.Fprintf(b, "%sdrops: %s\n", indent, strings.Join(parts, ", "))
 	}
+	if c.TxWaits > 0 {
+		fmt.Fprintf(b, "%soutput queue full: waited %s\n", indent, plural(c.TxWaits, "time"))
+	}
 }
 
 func plural(n uint64, what string) string {

@@ -83,6 +83,7 @@ var (
 	dPortTxBytes  = desc("port_transmit_bytes_total", "Bytes sent on the port.", lp...)
 	dPortDrops    = desc("port_drops_total", "Frames dropped on the port, by reason.", "lagg", "port", "reason")
 	// Kernel drops are not ulagg's drop reasons: the frames never reached it.
+	dPortTxWaits     = desc("port_transmit_waits_total", "Pauses for the port's transmit queue to drain (backpressure): frames delayed, not dropped.", lp...)
 	dPortKernelDrops = desc("port_kernel_drops_total", "Frames the kernel dropped before the port read them (socket buffer full).", lp...)
 	// A configured port whose interface does not exist (it is attached when it appears).
 	dPortMissing = desc("port_missing", "1 if the port is configured but its interface is missing.", lp...)
@@ -118,7 +119,7 @@ var allDescs = []*prometheus.Desc{
 	dLaggInfo, dLaggAdminUp, dLaggLinkUp, dLaggMTU, dLaggPorts, dLaggRxFrames, dLaggRxBytes,
 	dLaggTxFrames, dLaggTxBytes, dLaggDrops, dLaggTxPort, dLaggFailovers, dLaggLastFO,
 	dPortLinkUp, dPortActive, dPortPrio, dPortMTU, dPortSpeed, dPortFlag,
-	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortKernelDrops, dPortMissing,
+	dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops, dPortTxWaits, dPortKernelDrops, dPortMissing,
 	dLACPDist, dLACPFallback, dLACPUnknown, dLACPMux, dLACPRx, dLACPSelected, dLACPState,
 	dLACPStateBit, dLACPPDUs, dLACPPDUErrors, dLACPChurn, dStackDrops, dCaptureDrops,
 	dLACPPartners, dLACPMismatch, dLACPMismatches, dLACPLooped,
@@ -209,6 +210,7 @@ func (collector) port(m metricSink, n string, p lagg.PortStatus) {
 		m.gauge(dPortFlag, b2f(p.Flags&(1<<i) != 0), n, p.Name, f)
 	}
 	m.counters(p.Counters, []*prometheus.Desc{dPortRxFrames, dPortRxBytes, dPortTxFrames, dPortTxBytes, dPortDrops}, n, p.Name)
+	m.counter(dPortTxWaits, float64(p.Counters.TxWaits), n, p.Name)
 	m.counter(dPortKernelDrops, float64(p.KernelDrops), n, p.Name)
 	portAdminMetrics(m, n, p)   // metrics_admin.go
 	portMonitorMetrics(m, n, p) // metrics_monitor.go

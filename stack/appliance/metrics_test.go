@@ -142,7 +142,7 @@ func TestMetricsFailover(t *testing.T) {
 		t.Errorf("wm0 transmit bytes: got %v, want more than the %d echoed", got, 64<<10)
 	}
 	reasons := labelValues(f, "ulagg_lagg_drops_total", "reason", "lagg=lagg0")
-	if want := []string{"checksum", "control_frame", "control_malformed", "control_queue_full", "foreign_mac", "inactive_port", "no_port", "not_attached", "tx_error", "vlan"}; strings.Join(reasons, ",") != strings.Join(want, ",") {
+	if want := []string{"checksum", "control_frame", "control_malformed", "control_queue_full", "foreign_mac", "inactive_port", "no_port", "not_attached", "tx_error", "tx_queue_full", "vlan"}; strings.Join(reasons, ",") != strings.Join(want, ",") {
 		t.Errorf("drop reasons: got %v, want every one, %v", reasons, want)
 	}
 	if f["go_goroutines"] == nil {
