@@ -44,6 +44,8 @@ const (
 	demoLaggIP = "10.200.0.2"
 	demoPort0  = "ulaggdemo0"
 	demoPort1  = "ulaggdemo1"
+
+	demoUpDelay = 1200 * time.Millisecond
 )
 
 type demo struct {
@@ -143,8 +145,18 @@ func (d *demo) topology() error {
 		return err
 	}
 	for i, p := range []string{demoPort0, demoPort1} {
-		if err := d.lab.Veth(p, d.lns, fmt.Sprintf("ulaggdemoh%d", i), d.host); err != nil {
+		// Both ends get the same ifindex: then Linux reports the far
+		// end's carrier changes through its link watcher, up to a second
+		// late, as it does for a physical NIC (veth ends with different
+		// indexes see them at once), so step 3 pulls a realistic cable.
+		far, idx := demoFarEnd(i), fmt.Sprint(100+i)
+		if err := lab.Run("ip", "-n", d.lns, "link", "add", p, "index", idx, "type", "veth", "peer", "name", far, "index", idx, "netns", d.host); err != nil {
 			return err
+		}
+		for _, c := range [][]string{{"-n", d.lns, "link", "set", p, "up"}, {"-n", d.host, "link", "set", far, "up"}} {
+			if err := lab.Run(append([]string{"ip"}, c...)...); err != nil {
+				return err
+			}
 		}
 	}
 	if err := d.lab.Bridge(d.host, "ulaggdemobr", demoHostIP+"/24", "ulaggdemoh0", "ulaggdemoh1"); err != nil {
@@ -166,6 +178,11 @@ func (d *demo) start(log *slog.Logger) error {
 		{Name: demoPort0, Kind: "afpacket", Priority: 1000},
 		{Name: demoPort1, Kind: "afpacket", Priority: 2000},
 	}
+	// A switch port whose link returns forwards only once its own link
+	// handling ran (the host's bridge: Linux's link watcher, up to a
+	// second): up_delay keeps the returning port out until then, as
+	// bonding's updelay does.
+	lc.UpDelay = demoUpDelay
 	cfg.Laggs = []config.Lagg{lc}
 	// The failover steps probe udp-echo 1,000 times a second from one host:
 	// above the default per-source reply rate, which guards real networks.
@@ -337,8 +354,36 @@ func (d *demo) transfer(stop <-chan struct{}) (<-chan int64, error) {
 	return done, nil
 }
 
-func (d *demo) linkSet(port, state string) error {
-	return lab.Run("ip", "-n", d.lns, "link", "set", port, state)
+// demoFarEnd is the host side of port i's veth: the switch port, or the
+// cable's far end.
+func demoFarEnd(i int) string { return fmt.Sprintf("ulaggdemoh%d", i) }
+
+// farEndSet sets the far end of port i down or up: the port sees its
+// carrier go or come back, as when a cable is pulled at the switch.
+func (d *demo) farEndSet(i int, state string) error {
+	return lab.Run("ip", "-n", d.host, "link", "set", demoFarEnd(i), state)
+}
+
+// firstFrameOn waits until the lagg transmits on port and has sent a frame
+// there since tx0, and returns when that was seen.
+func (d *demo) firstFrameOn(port string, tx0 uint64, timeout time.Duration) (time.Time, error) {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Microsecond) {
+		st := d.l.Status()
+		if p := st.Port(port); st.TxPort == port && p != nil && p.Counters.TxFrames > tx0 {
+			return time.Now(), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("no frame on %s within %v (transmitting on %q)", port, timeout, st.TxPort)
+		}
+	}
+}
+
+func (d *demo) txFrames(port string) uint64 {
+	st := d.l.Status()
+	if p := st.Port(port); p != nil {
+		return p.Counters.TxFrames
+	}
+	return 0
 }
 
 func (d *demo) retransmits() int64 {
@@ -373,14 +418,14 @@ func (d *demo) failover() error {
 	retx0 := d.retransmits()
 	start := time.Now()
 	time.Sleep(time.Second)
-	failovers := st.Failovers
+	tx0 := d.txFrames(demoPort1)
 	pulled := time.Now()
-	if err := d.linkSet(demoPort0, "down"); err != nil {
+	if err := d.farEndSet(0, "down"); err != nil {
 		close(stop)
 		p.stop()
 		return err
 	}
-	err = d.waitFor(2*time.Second, "failover", func() bool { return d.l.Status().Failovers > failovers })
+	first, err := d.firstFrameOn(demoPort1, tx0, 3*time.Second)
 	time.Sleep(time.Second)
 	close(stop)
 	bytes := <-res
@@ -393,9 +438,11 @@ func (d *demo) failover() error {
 		return fmt.Errorf("the transfer broke after %d bytes", -bytes-1)
 	}
 	st = d.l.Status()
-	d.say("   pulled %s (carrier down) %v into the transfer", demoPort0, pulled.Sub(start).Round(time.Millisecond))
-	d.say("   now transmitting on %s; failover took %v from carrier loss to the first frame on %s",
-		st.TxPort, st.LastFailover.Round(time.Microsecond), st.TxPort)
+	d.say("   pulled the cable at the far end (%s, the host side, set down) %v into the transfer", demoFarEnd(0), pulled.Sub(start).Round(time.Millisecond))
+	d.say("   now transmitting on %s: %v from the far end going down to the first frame on %s",
+		st.TxPort, first.Sub(pulled).Round(10*time.Microsecond), st.TxPort)
+	d.say("   (ulagg reads each port's carrier every 10 ms; Linux's own link event for a NIC comes up to 1 s")
+	d.say("   later; the switch itself took %v once the carrier loss was seen)", st.LastFailover.Round(time.Microsecond))
 	d.say("   UDP probes: %d sent, %d lost (longest gap %d ms)", sent, lost, longest)
 	retx := "n/a (no nstat)"
 	if r1 := d.retransmits(); retx0 >= 0 && r1 >= 0 {
@@ -428,11 +475,23 @@ func (d *demo) probedSwitch(act func() error, port, what string, timeout time.Du
 }
 
 func (d *demo) preempt() error {
-	took, sent, lost, longest, err := d.probedSwitch(func() error { return d.linkSet(demoPort0, "up") }, demoPort0, "pre-emption", 5*time.Second)
+	tx0 := d.txFrames(demoPort0)
+	var upAt, first time.Time
+	_, sent, lost, longest, err := d.probedSwitch(func() error {
+		upAt = time.Now()
+		if err := d.farEndSet(0, "up"); err != nil {
+			return err
+		}
+		var err error
+		first, err = d.firstFrameOn(demoPort0, tx0, 5*time.Second)
+		return err
+	}, demoPort0, "pre-emption", 5*time.Second)
 	if err != nil {
 		return err
 	}
-	d.say("   %s up again: it has the better priority and took transmission back after %v", demoPort0, took.Round(time.Millisecond))
+	d.say("   the far end is back: %s has the better priority; after up_delay_ms %d (the switch port's own",
+		demoPort0, demoUpDelay.Milliseconds())
+	d.say("   start-up) its first frame went out %v after the cable returned", first.Sub(upAt).Round(10*time.Microsecond))
 	d.say("   UDP probes: %d sent, %d lost (longest gap %d ms)", sent, lost, longest)
 	d.say("   gratuitous ARP told the host's bridge where lagg0 is now (it sends one on every change)")
 	return nil
