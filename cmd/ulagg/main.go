@@ -199,6 +199,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		a.Close()
 		return err
 	}
+	// What a burst of traffic took is given back once idle again (issue #12).
+	trim := appliance.StartMemoryTrimmer(appliance.MemoryTrimOptions{Logger: log})
+	defer trim.Close()
 	log.Info("ulagg running", "version", version, "config", *file, "laggs", len(cfg.Laggs))
 	sdStop := startSystemd(rt, a, log) // READY=1 now that every lagg is applied (sdnotify.go)
 

@@ -107,3 +107,32 @@ func TestAFRxSlotTake(t *testing.T) {
 		r.release()
 	}
 }
+
+// TestAFRxAdaptiveBatch: a quiet port reads into one slot and holds views
+// for it alone; under load it fills every slot; idle again, it gives the
+// other slots' views back (7 × 74 KiB a port).
+func TestAFRxAdaptiveBatch(t *testing.T) {
+	r := newAFRx(-1, -1, false)
+	defer r.release()
+	held := func() (slots int) {
+		for k := range r.slots {
+			if r.slots[k].views[0] != nil {
+				slots++
+			}
+		}
+		return slots
+	}
+	r.renew()
+	if r.batch != 1 || held() != 1 {
+		t.Fatalf("new: batch %d, %d slots with views; want 1 and 1", r.batch, held())
+	}
+	r.grow()
+	r.renew()
+	if r.batch != afRxBatch || held() != afRxBatch {
+		t.Fatalf("grown: batch %d, %d slots with views; want %d and %d", r.batch, held(), afRxBatch, afRxBatch)
+	}
+	r.shrink()
+	if r.batch != 1 || held() != 1 {
+		t.Fatalf("shrunk: batch %d, %d slots with views; want 1 and 1", r.batch, held())
+	}
+}

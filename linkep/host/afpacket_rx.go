@@ -34,6 +34,10 @@ const (
 	// afRxBatch is the number of frames per recvmmsg. Each slot holds up to
 	// 64 KiB of views, allocated once and replaced as frames consume them.
 	afRxBatch = 8
+	// afRxShrinkAfter: a port whose socket stayed empty this long goes
+	// back to reading one frame at a time, releasing the other slots'
+	// views (7 × 64 KiB).
+	afRxShrinkAfter = time.Second
 	// afRxHeadroom is left free at the start of every slot's first view,
 	// so a stripped VLAN tag can be put back by moving the MACs down.
 	afRxHeadroom = 4
@@ -51,11 +55,14 @@ const (
 	vnetFlagDataValid = 2 // VIRTIO_NET_HDR_F_DATA_VALID
 )
 
-// afRxBufSizes are the views behind each slot, as fdbased's BufConfig: a
-// frame takes only the views it fills, so a small frame pins a small chunk
-// (gVisor accounts for packet memory by data size, not chunk size), and
-// together they hold a 64 KiB GSO frame plus a VLAN tag after the headroom.
-var afRxBufSizes = [...]int{128, 256, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768}
+// afRxBufSizes are the views behind each slot: a frame takes only the views
+// it fills, and together they hold a 64 KiB GSO frame plus a VLAN tag after
+// the headroom. Three sizes, for the three kinds of frame: an MTU-sized
+// frame (or an ACK) takes one view, a 9000-byte jumbo frame two, a GSO
+// frame three. fdbased's ten (128 B to 32 KiB) cost a 64 KiB frame ten
+// pooled views and chunks to renew, zero and release; ulagg's receive
+// profile showed that pool traffic as the largest cost it owned.
+var afRxBufSizes = [...]int{2048, 8192, 65536}
 
 // afRxSlot is the storage for one frame of a batch.
 type afRxSlot struct {
@@ -74,6 +81,10 @@ type afRx struct {
 	slots   [afRxBatch]afRxSlot
 	pfds    [2]unix.PollFd
 	used    int // slots the last recvmmsg filled: their views and headers need renewing
+	// batch is how many slots recvmmsg fills: 1 while the port is quiet,
+	// afRxBatch once frames queue up (two full reads without a poll).
+	batch int
+	full  bool // the last read filled the batch
 
 	// stop asks the receive goroutine to return; it also checks it between
 	// batches, since it polls the eventfd only when the socket runs dry.
@@ -81,7 +92,7 @@ type afRx struct {
 }
 
 func newAFRx(fd, efd int, vnet bool) *afRx {
-	r := &afRx{fd: fd, efd: efd, vnet: vnet, used: afRxBatch}
+	r := &afRx{fd: fd, efd: efd, vnet: vnet, used: 1, batch: 1}
 	for k := range r.slots {
 		s := &r.slots[k]
 		iovs := s.iovs[1:]
@@ -138,13 +149,33 @@ func (r *afRx) release() {
 		}
 		clear(s.iovs[1:])
 	}
-	r.used = afRxBatch
+	r.used, r.batch, r.full = 1, 1, false
+}
+
+// grow makes recvmmsg fill every slot; renew gives the new ones views.
+func (r *afRx) grow() {
+	r.batch, r.used = afRxBatch, afRxBatch
+}
+
+// shrink releases the views of every slot but the first.
+func (r *afRx) shrink() {
+	for k := 1; k < r.batch; k++ {
+		s := &r.slots[k]
+		for i, v := range s.views {
+			if v != nil {
+				v.Release()
+				s.views[i] = nil
+			}
+		}
+		clear(s.iovs[1:])
+	}
+	r.batch, r.full = 1, false
 }
 
 // recv reads up to a batch without blocking.
 func (r *afRx) recv() (int, unix.Errno) {
 	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.hdrs[0])),
-		afRxBatch, unix.MSG_DONTWAIT, 0, 0)
+		uintptr(r.batch), unix.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -155,11 +186,20 @@ func (r *afRx) recv() (int, unix.Errno) {
 // wait blocks until the socket is readable (or reports an error) or the
 // eventfd says stop. With sleep > 0 it only waits that long for the stop.
 func (r *afRx) wait(sleep time.Duration) (stop bool, sockErr bool, errno unix.Errno) {
+	return r.waitFor(sleep, 0)
+}
+
+// waitFor is wait; with timeout > 0 (and sleep 0) it waits for the socket
+// at most that long.
+func (r *afRx) waitFor(sleep, timeout time.Duration) (stop bool, sockErr bool, errno unix.Errno) {
 	r.pfds[0].Revents, r.pfds[1].Revents = 0, 0
 	nfds, ts := uintptr(2), (*unix.Timespec)(nil)
 	if sleep > 0 {
 		nfds = 1
 		t := unix.NsecToTimespec(sleep.Nanoseconds())
+		ts = &t
+	} else if timeout > 0 {
+		t := unix.NsecToTimespec(timeout.Nanoseconds())
 		ts = &t
 	}
 	_, _, errno = unix.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&r.pfds[0])), nfds, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
@@ -218,6 +258,11 @@ func (p *AFPacket) receive(d stack.NetworkDispatcher, done chan struct{}) {
 		case 0:
 			if n > 0 {
 				errs.n, pollErr = 0, false
+				full := n == r.batch
+				if full && r.full && r.batch < afRxBatch {
+					r.grow()
+				}
+				r.full = full
 				p.deliverBatch(d, n)
 				if now := time.Now(); now.Sub(lastStats) >= afStatsEvery {
 					lastStats = now
@@ -253,9 +298,18 @@ func (p *AFPacket) receive(d stack.NetworkDispatcher, done chan struct{}) {
 			lastStats = time.Now()
 			p.readStats()
 		}
-		stop, sockErr, errno := r.wait(0)
+		r.full = false
+		var timeout time.Duration
+		if r.batch > 1 {
+			timeout = afRxShrinkAfter
+		}
+		waitFrom := time.Now()
+		stop, sockErr, errno := r.waitFor(0, timeout)
 		if stop {
 			return
+		}
+		if r.batch > 1 && time.Since(waitFrom) >= afRxShrinkAfter {
+			r.shrink()
 		}
 		pollErr = sockErr
 		if errno != 0 && errno != unix.EINTR && errs.fail() {
