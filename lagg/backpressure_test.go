@@ -124,7 +124,10 @@ func TestBackpressureHoldsFrames(t *testing.T) {
 	l, fp := newFullPortLagg(t)
 	fp.set(true, 0)
 	pkts := sendAll(t, l, 5, 0)
-	time.Sleep(3 * time.Millisecond)
+	// The drain goroutine found the port still full and waited: only then
+	// does it get room (a fixed sleep here could outlast its budget on a
+	// loaded machine).
+	eventually(t, "a tx wait", func() bool { st := l.Status(); return st.Port(fp.Name()).Counters.TxWaits > 0 })
 	fp.set(false, 2) // drains two frames per call
 	eventually(t, "the held frames to be sent", func() bool { _, taken := fp.counts(); return taken == len(pkts) })
 	refused, _ := fp.counts()
