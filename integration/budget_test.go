@@ -32,7 +32,6 @@ package integration
 // memory limit (appliance.ApplyMemoryLimit of the defaults).
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -133,35 +132,8 @@ type memSample struct {
 
 func readMem(t testing.TB) memSample {
 	t.Helper()
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var m memSample
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *int64
-		switch k {
-		case "VmRSS":
-			dst = &m.rss
-		case "VmHWM":
-			dst = &m.hwm
-		default:
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			t.Fatalf("/proc/self/status %s: %v", k, err)
-		}
-		*dst = kb << 10
-	}
-	m.goroutines = runtime.NumGoroutine()
-	return m
+	m := readProcMem(t, os.Getpid()) // rss_test.go
+	return memSample{rss: m.RSS << 10, hwm: m.HWM << 10, goroutines: runtime.NumGoroutine()}
 }
 
 // settle collects garbage, gives memory back and resets the peak RSS

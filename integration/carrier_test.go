@@ -3,48 +3,20 @@ package integration
 import (
 	"fmt"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ulagg/ulagg/config"
-	"github.com/ulagg/ulagg/internal/lab"
 	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/stack/appliance"
 )
 
-// carrierTopo is newTopo with veths whose two ends have equal ifindexes:
-// the kernel then batches their carrier events through linkwatch (up to a
-// second apart) as it does for a physical NIC, where a veth pair with
-// unequal ifindexes gets them at once. The far ends are bridged in the host
-// namespace.
-func carrierTopo(t testing.TB, n int) *topo {
-	t.Helper()
-	lb := newLab(t)
-	tp := &topo{lab: lb, bridge: testPrefix + "br"}
-	var err error
-	if tp.host, err = lb.AddNS("h"); err != nil {
-		t.Fatal(err)
-	}
-	if tp.lag, err = lb.AddNS("l"); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		p, h, idx := fmt.Sprintf("%sp%d", testPrefix, i), fmt.Sprintf("%sh%d", testPrefix, i), strconv.Itoa(100+i)
-		if err := lab.Run("ip", "-n", tp.lag, "link", "add", p, "index", idx, "type", "veth", "peer", "name", h, "index", idx, "netns", tp.host); err != nil {
-			t.Fatal(err)
-		}
-		setLink(t, tp.lag, p, "up")
-		setLink(t, tp.host, h, "up")
-		tp.ports, tp.peers = append(tp.ports, p), append(tp.peers, h)
-	}
-	if err := lb.Bridge(tp.host, tp.bridge, hostIP+"/24", tp.peers...); err != nil {
-		t.Fatal(err)
-	}
-	return tp
-}
+// carrierTopo is newTopo with NIC-like veths: the kernel batches their
+// far-end carrier events through linkwatch (up to a second apart), as for
+// a physical NIC.
+func carrierTopo(t testing.TB, n int) *topo { return newTopoWith(t, n, true) }
 
 // withCarrierPoll sets carrier_poll_ms on every port: ms as in TOML (0 =
 // events only), or -1 to leave the default.

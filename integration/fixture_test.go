@@ -134,7 +134,12 @@ type topo struct {
 }
 
 // newTopo builds a topology with n ports.
-func newTopo(t testing.TB, n int) *topo {
+func newTopo(t testing.TB, n int) *topo { return newTopoWith(t, n, false) }
+
+// newTopoWith is newTopo; with nicLike, each veth's ends have equal
+// ifindexes (lab.NICVeth), so far-end carrier changes arrive as late as a
+// physical NIC's.
+func newTopoWith(t testing.TB, n int, nicLike bool) *topo {
 	t.Helper()
 	lb := newLab(t)
 	tp := &topo{lab: lb, bridge: testPrefix + "br"}
@@ -147,7 +152,11 @@ func newTopo(t testing.TB, n int) *topo {
 	}
 	for i := range n {
 		p, h := fmt.Sprintf("%sp%d", testPrefix, i), fmt.Sprintf("%sh%d", testPrefix, i)
-		if err := lb.Veth(p, tp.lag, h, tp.host); err != nil {
+		veth := lb.Veth
+		if nicLike {
+			veth = func(a, nsA, b, nsB string) error { return lb.NICVeth(a, nsA, b, nsB, 100+i) }
+		}
+		if err := veth(p, tp.lag, h, tp.host); err != nil {
 			t.Fatal(err)
 		}
 		tp.ports, tp.peers = append(tp.ports, p), append(tp.peers, h)

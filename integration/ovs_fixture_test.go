@@ -102,8 +102,42 @@ func ovsStartWith(t *testing.T, c ovsConfig) *ovsSwitch {
 	t.Helper()
 	n := c.members
 	ovsRequire(t)
+	o := newOVSSwitch(t)
+	o.addMembers(t, n)
+	// Quirk 1 of the notes: the kernel host's veth offloads TCP
+	// segmentation and checksums, and OVS, reading with AF_PACKET, forwards
+	// what it gets as it is. The 64 KB TSO frames are what breaks: OVS
+	// drops them ("Dropped packet: Too big"). The partial checksums alone
+	// would pass (measured with `tso off gso off` only: the 256 MiB echo is
+	// intact), since the lagg's AF_PACKET ports claim RX checksum offload
+	// and gVisor does not check them. tx off turns off both.
+	if _, err := exec.LookPath("ethtool"); err == nil {
+		ovsRun(t, "ip", "netns", "exec", o.host, "ethtool", "-K", ovsHostVeth, "tx", "off")
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("ethtool not installed (CI=true)")
+	} else {
+		t.Skip("ethtool not installed: the kernel host's TSO frames would not cross OVS")
+	}
+
+	o.startDaemons(t)
+	args := append([]string{"add-bond", ovsBridge, ovsBond}, o.member...)
+	o.vsctl(t, append(args, "lacp="+c.lacp, "bond_mode="+c.mode)...)
+	if c.lacpTime != "" {
+		o.vsctl(t, "set", "port", ovsBond, "other_config:lacp-time="+c.lacpTime)
+	}
+	if c.rebalanceNever {
+		o.vsctl(t, "set", "port", ovsBond, "other_config:bond-rebalance-interval=0")
+	}
+	o.vsctl(t, "add-port", ovsBridge, ovsHostPort)
+	return o
+}
+
+// newOVSSwitch makes the switch's, the lagg's and the kernel host's
+// namespaces and the host's veth into the switch.
+func newOVSSwitch(t *testing.T) *ovsSwitch {
+	t.Helper()
 	lb := newLab(t)
-	o := &ovsSwitch{bond: ovsBond}
+	o := &ovsSwitch{bond: ovsBond, lab: lb}
 	var err error
 	for _, ns := range []struct {
 		p    *string
@@ -123,36 +157,35 @@ func ovsStartWith(t *testing.T, c ovsConfig) *ovsSwitch {
 	if err := lb.Veth(ovsHostVeth, o.host, ovsHostPort, o.sw); err != nil {
 		t.Fatal(err)
 	}
+	return o
+}
+
+// addMembers creates n veth pairs, port in the lagg's namespace, member in
+// the switch's, named apart from the last topology's, and puts hostIP on
+// the host's veth.
+func (o *ovsSwitch) addMembers(t *testing.T, n int) {
+	t.Helper()
 	// Port names differ from one topology to the next (ulitoap0,
 	// ulitobp0, ...). At the time of writing the lagg's process-wide port
 	// registry can keep a closed port's entry (releasePort unclaims after
 	// Close, when Identity no longer sees the namespace), and a new
 	// namespace may get the old one's inode: "already a port of lagg0".
-	tag := 'a' + rune((ovsSeq.Add(1)-1)%26)
-	o.lab, o.tag = lb, tag
+	o.tag = 'a' + rune((ovsSeq.Add(1)-1)%26)
 	for i := range n {
-		p, m := fmt.Sprintf("%so%cp%d", testPrefix, tag, i), fmt.Sprintf("%so%cs%d", testPrefix, tag, i)
-		if err := lb.Veth(p, o.lag, m, o.sw); err != nil {
+		p, m := fmt.Sprintf("%so%cp%d", testPrefix, o.tag, i), fmt.Sprintf("%so%cs%d", testPrefix, o.tag, i)
+		if err := o.lab.Veth(p, o.lag, m, o.sw); err != nil {
 			t.Fatal(err)
 		}
 		o.ports, o.member = append(o.ports, p), append(o.member, m)
 	}
 	ovsRun(t, "ip", "-n", o.host, "addr", "add", hostIP+"/24", "dev", ovsHostVeth)
-	// Quirk 1 of the notes: the kernel host's veth offloads TCP
-	// segmentation and checksums, and OVS, reading with AF_PACKET, forwards
-	// what it gets as it is. The 64 KB TSO frames are what breaks: OVS
-	// drops them ("Dropped packet: Too big"). The partial checksums alone
-	// would pass (measured with `tso off gso off` only: the 256 MiB echo is
-	// intact), since the lagg's AF_PACKET ports claim RX checksum offload
-	// and gVisor does not check them. tx off turns off both.
-	if _, err := exec.LookPath("ethtool"); err == nil {
-		ovsRun(t, "ip", "netns", "exec", o.host, "ethtool", "-K", ovsHostVeth, "tx", "off")
-	} else if os.Getenv("CI") == "true" {
-		t.Fatal("ethtool not installed (CI=true)")
-	} else {
-		t.Skip("ethtool not installed: the kernel host's TSO frames would not cross OVS")
-	}
+}
 
+// startDaemons runs ovsdb-server and ovs-vswitchd (in the switch's
+// namespace) from a run directory of the test's, and adds the userspace
+// bridge; their logs are printed if the test fails.
+func (o *ovsSwitch) startDaemons(t *testing.T) {
+	t.Helper()
 	o.run = t.TempDir() // removed after the daemons stop (cleanups run last-in first-out)
 	if len(o.ctl("ovs-vswitchd")) > 100 {
 		t.Fatalf("run directory %s: too long for unix sockets", o.run)
@@ -170,18 +203,7 @@ func ovsStartWith(t *testing.T, c ovsConfig) *ovsSwitch {
 	o.daemon(t, "ovsdb-server", nil, filepath.Join(o.run, "conf.db"), "--remote=punix:"+o.db())
 	o.vsctl(t, "--no-wait", "init")
 	o.daemon(t, "ovs-vswitchd", []string{"ip", "netns", "exec", o.sw}, "unix:"+o.db())
-
 	o.vsctl(t, "add-br", ovsBridge, "--", "set", "bridge", ovsBridge, "datapath_type=netdev")
-	args := append([]string{"add-bond", ovsBridge, ovsBond}, o.member...)
-	o.vsctl(t, append(args, "lacp="+c.lacp, "bond_mode="+c.mode)...)
-	if c.lacpTime != "" {
-		o.vsctl(t, "set", "port", ovsBond, "other_config:lacp-time="+c.lacpTime)
-	}
-	if c.rebalanceNever {
-		o.vsctl(t, "set", "port", ovsBond, "other_config:bond-rebalance-interval=0")
-	}
-	o.vsctl(t, "add-port", ovsBridge, ovsHostPort)
-	return o
 }
 
 // spare adds a veth pair like the bond members' — port in the lagg's

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,22 +60,9 @@ func ovsStartVLANs(t *testing.T, bond bool) (*ovsSwitch, []*vlanHost) {
 		}
 		t.Skip("ethtool not installed: the kernel hosts' TSO frames would not cross OVS")
 	}
-	lb := newLab(t)
-	o := &ovsSwitch{bond: ovsBond, lab: lb}
+	o := newOVSSwitch(t)
+	lb := o.lab
 	var err error
-	for _, ns := range []struct {
-		p    *string
-		name string
-	}{{&o.sw, "osw"}, {&o.lag, "ol"}, {&o.host, "oh"}} {
-		if *ns.p, err = lb.AddNS(ns.name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Host veths first: they shift the switch side's ifindexes (see
-	// ovsStartWith).
-	if err := lb.Veth(ovsHostVeth, o.host, ovsHostPort, o.sw); err != nil {
-		t.Fatal(err)
-	}
 	hosts := []*vlanHost{
 		{vid: 100, ip: netip.MustParseAddr("10.231.100.1"), lagg: netip.MustParseAddr("10.231.100.2"), dev: vlanHostDev1},
 		{vid: 200, ip: netip.MustParseAddr("10.231.200.1"), lagg: netip.MustParseAddr("10.231.200.2"), dev: vlanHostDev2},
@@ -95,33 +81,9 @@ func ovsStartVLANs(t *testing.T, bond bool) (*ovsSwitch, []*vlanHost) {
 	// vlan200's host also reaches vlan100's subnet on-link, so the
 	// isolation check is the switch's and ulagg's, not a missing route.
 	ovsRun(t, "ip", "-n", hosts[1].ns, "route", "add", "10.231.100.0/24", "dev", hosts[1].dev)
-	tag := 'a' + rune((ovsSeq.Add(1)-1)%26)
-	o.tag = tag
-	for i := range 2 {
-		p, m := fmt.Sprintf("%so%cp%d", testPrefix, tag, i), fmt.Sprintf("%so%cs%d", testPrefix, tag, i)
-		if err := lb.Veth(p, o.lag, m, o.sw); err != nil {
-			t.Fatal(err)
-		}
-		o.ports, o.member = append(o.ports, p), append(o.member, m)
-	}
-	ovsRun(t, "ip", "-n", o.host, "addr", "add", hostIP+"/24", "dev", ovsHostVeth)
+	o.addMembers(t, 2)
 	ovsRun(t, "ip", "netns", "exec", o.host, "ethtool", "-K", ovsHostVeth, "tx", "off")
-
-	o.run = t.TempDir()
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{"ovs-vswitchd.log", "ovsdb-server.log"} {
-				if b, err := os.ReadFile(filepath.Join(o.run, f)); err == nil {
-					t.Logf("%s (end):\n%s", f, tailString(string(b), 4<<10))
-				}
-			}
-		}
-	})
-	ovsRun(t, "ovsdb-tool", "create", filepath.Join(o.run, "conf.db"), ovsSchema)
-	o.daemon(t, "ovsdb-server", nil, filepath.Join(o.run, "conf.db"), "--remote=punix:"+o.db())
-	o.vsctl(t, "--no-wait", "init")
-	o.daemon(t, "ovs-vswitchd", []string{"ip", "netns", "exec", o.sw}, "unix:"+o.db())
-	o.vsctl(t, "add-br", ovsBridge, "--", "set", "bridge", ovsBridge, "datapath_type=netdev")
+	o.startDaemons(t)
 	if bond {
 		o.vsctl(t, append(append([]string{"add-bond", ovsBridge, ovsBond}, o.member...), "lacp=active", "bond_mode=balance-tcp")...)
 		o.vsctl(t, "set", "port", ovsBond, "other_config:lacp-time=fast")

@@ -73,7 +73,7 @@ func (m procMem) String() string {
 func mib(kib int64) float64 { return float64(kib) / 1024 }
 
 // readProcMem reads VmRSS, VmHWM, RssAnon and RssFile of process pid.
-func readProcMem(t *testing.T, pid int) procMem {
+func readProcMem(t testing.TB, pid int) procMem {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -85,7 +85,10 @@ func readProcMem(t *testing.T, pid int) procMem {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		w := strings.Fields(sc.Text())
-		if p := fields[w[0]]; len(w) == 3 && p != nil && w[2] == "kB" {
+		if len(w) != 3 || w[2] != "kB" {
+			continue
+		}
+		if p := fields[w[0]]; p != nil {
 			if *p, err = strconv.ParseInt(w[1], 10, 64); err != nil {
 				t.Fatalf("/proc/%d/status: %q: %v", pid, sc.Text(), err)
 			}

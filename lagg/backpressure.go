@@ -147,6 +147,8 @@ func (p *port) drain() {
 	defer q.done.Done()
 	var batch [txDrainBatch]*stack.PacketBuffer
 	var list stack.PacketBufferList
+	pause := time.NewTimer(time.Hour)
+	defer pause.Stop()
 	for {
 		n, stop := q.take(batch[:])
 		if stop {
@@ -183,11 +185,12 @@ func (p *port) drain() {
 				break
 			}
 			p.ctr.txWaits.Add(1)
-			t := time.NewTimer(wait)
+			// New frames and closeTxQueue both signal wake: a retry
+			// comes early, and a close is seen at once.
+			pause.Reset(wait)
 			select {
-			case <-t.C:
-			case <-q.closing():
-				t.Stop()
+			case <-pause.C:
+			case <-q.wake:
 			}
 			waited += wait
 			wait = min(2*wait, txWaitMax)
@@ -217,17 +220,6 @@ func (q *txQueue) isClosed() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.closed
-}
-
-// closing returns a channel that is ready once close was called: wake,
-// which close keeps full.
-func (q *txQueue) closing() <-chan struct{} {
-	if q.isClosed() {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return q.wake
 }
 
 // takeAll empties the queue and returns what it held.

@@ -145,18 +145,11 @@ func (d *demo) topology() error {
 		return err
 	}
 	for i, p := range []string{demoPort0, demoPort1} {
-		// Both ends get the same ifindex: then Linux reports the far
-		// end's carrier changes through its link watcher, up to a second
-		// late, as it does for a physical NIC (veth ends with different
-		// indexes see them at once), so step 3 pulls a realistic cable.
-		far, idx := demoFarEnd(i), fmt.Sprint(100+i)
-		if err := lab.Run("ip", "-n", d.lns, "link", "add", p, "index", idx, "type", "veth", "peer", "name", far, "index", idx, "netns", d.host); err != nil {
+		// Both ends get the same ifindex, so Linux reports the far
+		// end's carrier changes up to a second late, as for a physical
+		// NIC: step 3 pulls a realistic cable.
+		if err := d.lab.NICVeth(p, d.lns, demoFarEnd(i), d.host, 100+i); err != nil {
 			return err
-		}
-		for _, c := range [][]string{{"-n", d.lns, "link", "set", p, "up"}, {"-n", d.host, "link", "set", far, "up"}} {
-			if err := lab.Run(append([]string{"ip"}, c...)...); err != nil {
-				return err
-			}
 		}
 	}
 	if err := d.lab.Bridge(d.host, "ulaggdemobr", demoHostIP+"/24", "ulaggdemoh0", "ulaggdemoh1"); err != nil {

@@ -34,7 +34,7 @@ func (d *demo) silentFailure() error {
 	}); err != nil {
 		return err
 	}
-	bridgePort := "ulaggdemoh0" // the host side of demoPort0
+	bridgePort := demoFarEnd(0)
 	// A bridge port in the listening state forwards nothing either way
 	// and hands nothing to the host's stack, carrier up (the "disabled"
 	// state is not kept while STP is off).

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -82,6 +83,21 @@ func (l *Lab) AddNS(name string) (string, error) {
 // Veth creates a veth pair a (in namespace nsA) and b (in nsB), both up.
 func (l *Lab) Veth(a, nsA, b, nsB string) error {
 	if err := Run("ip", "link", "add", a, "netns", nsA, "type", "veth", "peer", "name", b, "netns", nsB); err != nil {
+		return err
+	}
+	if err := Run("ip", "-n", nsA, "link", "set", a, "up"); err != nil {
+		return err
+	}
+	return Run("ip", "-n", nsB, "link", "set", b, "up")
+}
+
+// NICVeth is Veth with both ends given ifindex index (free in both
+// namespaces): the kernel then reports each end's carrier changes through
+// its link watcher, batched up to a second apart, as it does for a
+// physical NIC; a veth pair with unequal indexes gets them at once.
+func (l *Lab) NICVeth(a, nsA, b, nsB string, index int) error {
+	idx := strconv.Itoa(index)
+	if err := Run("ip", "-n", nsA, "link", "add", a, "index", idx, "type", "veth", "peer", "name", b, "index", idx, "netns", nsB); err != nil {
 		return err
 	}
 	if err := Run("ip", "-n", nsA, "link", "set", a, "up"); err != nil {

@@ -115,20 +115,7 @@ func newAFRx(fd, efd int, vnet bool) *afRx {
 // the kernel wrote.
 func (r *afRx) renew() {
 	for k := range r.used {
-		s := &r.slots[k]
-		for i, v := range s.views {
-			if v != nil {
-				continue
-			}
-			v = buffer.NewViewSize(afRxBufSizes[i])
-			s.views[i] = v
-			b := v.AsSlice()
-			if i == 0 {
-				b = b[afRxHeadroom:]
-			}
-			s.iovs[1+i] = unix.Iovec{Base: &b[0]}
-			s.iovs[1+i].SetLen(len(b))
-		}
+		r.slots[k].refill()
 		h := &r.hdrs[k]
 		h.Len = 0
 		h.Msg.Flags = 0
@@ -140,16 +127,37 @@ func (r *afRx) renew() {
 // release returns every view to the pool.
 func (r *afRx) release() {
 	for k := range r.slots {
-		s := &r.slots[k]
-		for i, v := range s.views {
-			if v != nil {
-				v.Release()
-				s.views[i] = nil
-			}
-		}
-		clear(s.iovs[1:])
+		r.slots[k].release()
 	}
 	r.used, r.batch, r.full = 1, 1, false
+}
+
+// refill gives the slot a view wherever the last frame took one.
+func (s *afRxSlot) refill() {
+	for i, v := range s.views {
+		if v != nil {
+			continue
+		}
+		v = buffer.NewViewSize(afRxBufSizes[i])
+		s.views[i] = v
+		b := v.AsSlice()
+		if i == 0 {
+			b = b[afRxHeadroom:]
+		}
+		s.iovs[1+i] = unix.Iovec{Base: &b[0]}
+		s.iovs[1+i].SetLen(len(b))
+	}
+}
+
+// release returns the slot's views to the pool.
+func (s *afRxSlot) release() {
+	for i, v := range s.views {
+		if v != nil {
+			v.Release()
+			s.views[i] = nil
+		}
+	}
+	clear(s.iovs[1:])
 }
 
 // grow makes recvmmsg fill every slot; renew gives the new ones views.
@@ -160,14 +168,7 @@ func (r *afRx) grow() {
 // shrink releases the views of every slot but the first.
 func (r *afRx) shrink() {
 	for k := 1; k < r.batch; k++ {
-		s := &r.slots[k]
-		for i, v := range s.views {
-			if v != nil {
-				v.Release()
-				s.views[i] = nil
-			}
-		}
-		clear(s.iovs[1:])
+		r.slots[k].release()
 	}
 	r.batch, r.full = 1, false
 }

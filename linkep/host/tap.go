@@ -236,9 +236,9 @@ func (t *TAP) Attach(d stack.NetworkDispatcher) {
 func (t *TAP) routineRead(d stack.NetworkDispatcher, stop chan struct{}) {
 	defer t.wg.Done()
 	r := t.rx
-	defer r.release()
+	defer r.slot.release()
 	for {
-		r.refill()
+		r.slot.refill()
 		err := t.rc.Read(r.readFn)
 		switch {
 		case err != nil:

@@ -17,7 +17,7 @@ func NewTAPForDeliver(addr tcpip.LinkAddress, vnet bool) *TAP {
 // buffer as a readv would and delivers it to d.
 func (t *TAP) DeliverFrame(d stack.NetworkDispatcher, vnet [vnetHdrSize]byte, frame []byte) {
 	r := t.rx
-	r.refill()
+	r.slot.refill()
 	r.slot.vnet = vnet
 	n := len(frame)
 	for i, v := range r.slot.views {
@@ -34,4 +34,4 @@ func (t *TAP) DeliverFrame(d stack.NetworkDispatcher, vnet [vnetHdrSize]byte, fr
 }
 
 // ReleaseRx returns the read buffer's views.
-func (t *TAP) ReleaseRx() { t.rx.release() }
+func (t *TAP) ReleaseRx() { t.rx.slot.release() }

@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-	"gvisor.dev/gvisor/pkg/buffer"
 )
 
 // TAP with offloads. water (which creates and attaches the TAP) has no
@@ -94,36 +93,6 @@ func newTapRx(vnet bool) *tapRx {
 	}
 	r.readFn = r.readv
 	return r
-}
-
-// refill replaces the views the last frame took.
-func (r *tapRx) refill() {
-	s := &r.slot
-	for i, v := range s.views {
-		if v != nil {
-			continue
-		}
-		v = buffer.NewViewSize(afRxBufSizes[i])
-		s.views[i] = v
-		b := v.AsSlice()
-		if i == 0 {
-			b = b[afRxHeadroom:]
-		}
-		s.iovs[1+i] = unix.Iovec{Base: &b[0]}
-		s.iovs[1+i].SetLen(len(b))
-	}
-}
-
-// release returns the views to the pool.
-func (r *tapRx) release() {
-	s := &r.slot
-	for i, v := range s.views {
-		if v != nil {
-			v.Release()
-			s.views[i] = nil
-		}
-	}
-	clear(s.iovs[1:])
 }
 
 // readv is a syscall.RawConn read function: false asks the poller to wait.
