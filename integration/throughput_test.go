@@ -214,8 +214,9 @@ func TestThroughput(t *testing.T) {
 					if tg.l != nil {
 						after := tg.l.Status()
 						c0, c1 := before.Counters, after.Counters
-						detail += fmt.Sprintf(", lagg tx-error drops %d, tx waits %d, tx incl. warm-up",
-							c1.Drop(lagg.DropTxError)-c0.Drop(lagg.DropTxError), c1.TxWaits-c0.TxWaits)
+						detail += fmt.Sprintf(", lagg drops tx-error %d, tx-queue-full %d, tx waits %d, frames rx %d tx %d, tx incl. warm-up",
+							c1.Drop(lagg.DropTxError)-c0.Drop(lagg.DropTxError), c1.Drop(lagg.DropTxQueueFull)-c0.Drop(lagg.DropTxQueueFull),
+							c1.TxWaits-c0.TxWaits, c1.RxFrames-c0.RxFrames, c1.TxFrames-c0.TxFrames)
 						for _, p := range after.Ports {
 							detail += fmt.Sprintf(" %s %.0f MB", p.Name, float64(p.Counters.TxBytes-before.Port(p.Name).Counters.TxBytes)/1e6)
 						}

@@ -155,7 +155,10 @@ func (p *port) drain() {
 			return
 		}
 		frames := batch[:n]
-		wait, waited := txWaitFirst, time.Duration(0)
+		// The budget counts time, not pauses: new frames end a pause
+		// early, and counting each one at its full length dropped a
+		// queue that had waited a millisecond or two.
+		wait, stalledSince := txWaitFirst, time.Time{}
 		for len(frames) > 0 {
 			for _, pkt := range frames {
 				list.PushBack(pkt.IncRef())
@@ -170,7 +173,7 @@ func (p *port) drain() {
 				}
 				p.ctr.tx(sent, sentBytes)
 				frames = frames[sent:]
-				wait, waited = txWaitFirst, 0
+				wait, stalledSince = txWaitFirst, time.Time{}
 			}
 			if len(frames) == 0 {
 				break
@@ -179,7 +182,11 @@ func (p *port) drain() {
 				p.dropHeld(frames, DropTxError)
 				break
 			}
-			if waited >= txWaitBudget || q.isClosed() {
+			now := p.l.clock.Now()
+			if stalledSince.IsZero() {
+				stalledSince = now
+			}
+			if now.Sub(stalledSince) >= txWaitBudget || q.isClosed() {
 				p.dropHeld(frames, DropTxError)
 				p.dropHeld(q.takeAll(), DropTxError)
 				break
@@ -192,7 +199,6 @@ func (p *port) drain() {
 			case <-pause.C:
 			case <-q.wake:
 			}
-			waited += wait
 			wait = min(2*wait, txWaitMax)
 		}
 		clear(batch[:])

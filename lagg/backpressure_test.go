@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 
+	"github.com/ulagg/ulagg/internal/testkit"
 	"github.com/ulagg/ulagg/lagg"
 	"github.com/ulagg/ulagg/linkep/linkeptest"
 )
@@ -72,8 +73,17 @@ func (p *fullPort) counts() (refused, taken int) {
 
 func newFullPortLagg(t *testing.T) (*lagg.Lagg, *fullPort) {
 	t.Helper()
+	return newFullPortLaggOn(t, nil)
+}
+
+// newFullPortLaggOn is newFullPortLagg with the lagg on clk (nil: the
+// real clock).
+func newFullPortLaggOn(t *testing.T, clk lagg.Clock) (*lagg.Lagg, *fullPort) {
+	t.Helper()
 	id := nextID()
-	l, err := lagg.New(options("bp", "failover"))
+	o := options("bp", "failover")
+	o.Clock = clk
+	l, err := lagg.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +188,37 @@ func TestBackpressureQueueCap(t *testing.T) {
 	}
 	fp.set(false, 0)
 	eventually(t, "the held frames to be sent", func() bool { _, taken := fp.counts(); return taken == n })
+}
+
+// TestBackpressureBudgetIsTime: frames keep arriving while the port is
+// full for far less than the no-progress budget; each wakes the drain
+// goroutine early, and none of that may count as waiting the budget out.
+// The budget used to add a full pause per wake, so forty quick wakes
+// "waited" 25 ms and the whole queue was dropped as tx errors.
+func TestBackpressureBudgetIsTime(t *testing.T) {
+	// The lagg's clock stands still: only pauses counted as time could
+	// run the budget out.
+	l, fp := newFullPortLaggOn(t, testkit.NewFakeClock(time.Unix(1000, 0)))
+	fp.set(true, 0)
+	const frames = 60
+	for range frames {
+		refused, _ := fp.counts()
+		sendAll(t, l, 1, 0)
+		// One more refused retry per frame: the drain goroutine woke.
+		eventually(t, "the drain goroutine to retry", func() bool { r, _ := fp.counts(); return r > refused })
+	}
+	fp.set(false, 0)
+	eventually(t, "the held frames to be sent or dropped", func() bool {
+		_, taken := fp.counts()
+		st := l.Status()
+		return taken+int(st.Port(fp.Name()).Counters.Drop(lagg.DropTxError)) == frames
+	})
+	st := l.Status()
+	if c := st.Port(fp.Name()).Counters; c.Drop(lagg.DropTxError) != 0 {
+		t.Fatalf("%d frames arrived while the port was full, none of the budget's time passed: tx-error drops %d, want 0",
+			frames, c.Drop(lagg.DropTxError))
+	}
+	eventually(t, "the counters", func() bool { st := l.Status(); return st.Port(fp.Name()).Counters.TxFrames == frames })
 }
 
 // TestBackpressureBounded: a port that never drains holds its frames for
